@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC stubs (``nox -s protos``); the ``.proto`` sources sit next to them."""
