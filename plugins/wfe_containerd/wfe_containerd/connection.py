@@ -1,0 +1,200 @@
+"""The transport under the client: address resolution, the gRPC channel, metadata, errors.
+
+containerd needs the namespace in the ``containerd-namespace`` metadata of every call (the server
+has no default) and, for calls made under a lease, ``containerd-lease``. This module adds both,
+raises message limits to containerd's 16 MiB, and turns gRPC errors into
+:mod:`wfe_containerd.errors` naming the address, so nothing above it handles grpc directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import grpc
+import grpc.aio
+
+from wfe_containerd._pb.services import (
+    containers_pb2_grpc,
+    content_pb2_grpc,
+    diff_pb2_grpc,
+    events_pb2_grpc,
+    images_pb2_grpc,
+    introspection_pb2_grpc,
+    leases_pb2_grpc,
+    snapshots_pb2_grpc,
+    tasks_pb2_grpc,
+    version_pb2_grpc,
+)
+from wfe_containerd.errors import ConnectError, ContainerdError, from_rpc_error
+
+DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
+DEFAULT_NAMESPACE = "wfe"
+ADDRESS_ENV_VARS = ("WFE_CONTAINERD_ADDR", "CONTAINERD_ADDRESS")
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""containerd's own client limit; Python's default receive limit (4 MiB) is too small."""
+
+
+@attrs.frozen
+class TLSConfig:
+    """Files for TLS to a ``tcp://`` daemon: ``ca`` to verify it, ``cert``/``key`` for mutual TLS."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+def resolve_address(address: str | None = None) -> str:
+    """The address to use: the argument, else ``$WFE_CONTAINERD_ADDR``, else
+    ``$CONTAINERD_ADDRESS``, else the system socket."""
+    if address:
+        return address
+    for name in ADDRESS_ENV_VARS:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return DEFAULT_ADDRESS
+
+
+@attrs.frozen
+class Target:
+    """A parsed daemon address: ``kind`` is ``unix`` or ``tcp``; ``location`` a path or host:port."""
+
+    kind: str
+    location: str
+
+    @property
+    def grpc_target(self) -> str:
+        return f"unix:{self.location}" if self.kind == "unix" else self.location
+
+
+def parse_address(address: str) -> Target:
+    """Accept a socket path, ``unix:///path``, or ``tcp://host:port``; reject anything else."""
+    if address.startswith("unix://"):
+        path = address[len("unix://") :]
+        if not path.startswith("/"):
+            raise ConnectError(
+                f"bad containerd address {address!r}: a unix address needs an absolute path, "
+                "e.g. unix:///run/containerd/containerd.sock"
+            )
+        return Target("unix", path)
+    if address.startswith("tcp://"):
+        hostport = address[len("tcp://") :].rstrip("/")
+        if not hostport or ":" not in hostport:
+            raise ConnectError(
+                f"bad containerd address {address!r}: expected tcp://HOST:PORT"
+            )
+        return Target("tcp", hostport)
+    if address.startswith("/"):
+        return Target("unix", address)
+    raise ConnectError(
+        f"bad containerd address {address!r}: use a socket path, unix:///PATH or tcp://HOST:PORT"
+    )
+
+
+def _read(path: str | None, what: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise ConnectError(f"cannot read the TLS {what} file {path}: {exc.strerror}") from None
+
+
+class Connection:
+    """One gRPC channel to a containerd daemon, scoped to a namespace.
+
+    Create it inside the event loop that will use it (grpc.aio channels belong to a loop).
+    ``call`` and ``stream`` add the metadata and translate errors.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        tls: TLSConfig | None = None,
+    ) -> None:
+        self.address = resolve_address(address)
+        self.namespace = namespace
+        self.target = parse_address(self.address)
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if self.target.kind == "tcp" and tls is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(tls.ca, "CA"),
+                private_key=_read(tls.key, "key"),
+                certificate_chain=_read(tls.cert, "certificate"),
+            )
+            self.channel = grpc.aio.secure_channel(self.target.grpc_target, credentials, options)
+        else:
+            self.channel = grpc.aio.insecure_channel(self.target.grpc_target, options)
+        ch = self.channel
+        self.version = version_pb2_grpc.VersionStub(ch)
+        self.introspection = introspection_pb2_grpc.IntrospectionStub(ch)
+        self.content = content_pb2_grpc.ContentStub(ch)
+        self.images = images_pb2_grpc.ImagesStub(ch)
+        self.leases = leases_pb2_grpc.LeasesStub(ch)
+        self.snapshots = snapshots_pb2_grpc.SnapshotsStub(ch)
+        self.diff = diff_pb2_grpc.DiffStub(ch)
+        self.containers = containers_pb2_grpc.ContainersStub(ch)
+        self.tasks = tasks_pb2_grpc.TasksStub(ch)
+        self.events = events_pb2_grpc.EventsStub(ch)
+
+    def check_socket(self) -> None:
+        """Fail early and clearly when a unix socket path does not exist."""
+        if self.target.kind == "unix" and not os.path.exists(self.target.location):
+            raise ConnectError(
+                f"containerd socket {self.target.location} does not exist. Is containerd running? "
+                "Set WFE_CONTAINERD_ADDR, CONTAINERD_ADDRESS or the step's containerd_addr to "
+                "point at its socket"
+            )
+
+    def metadata(self, lease: str | None = None) -> tuple[tuple[str, str], ...]:
+        md: tuple[tuple[str, str], ...] = (("containerd-namespace", self.namespace),)
+        if lease:
+            md += (("containerd-lease", lease),)
+        return md
+
+    def error(self, exc: grpc.RpcError, method: Callable[..., Any]) -> ContainerdError:
+        return from_rpc_error(exc, address=self.address, method=_method_name(method))
+
+    async def call(
+        self,
+        method: Callable[..., Any],
+        request: Any,
+        *,
+        lease: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """A unary call with namespace (and lease) metadata; errors become ours."""
+        try:
+            return await method(request, metadata=self.metadata(lease), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self.error(exc, method) from None
+
+    async def stream(
+        self, method: Callable[..., Any], request: Any, *, lease: str | None = None
+    ) -> AsyncIterator[Any]:
+        """A server-streaming call, yielded message by message."""
+        call = method(request, metadata=self.metadata(lease))
+        try:
+            async for message in call:
+                yield message
+        except grpc.RpcError as exc:
+            raise self.error(exc, method) from None
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+def _method_name(method: Callable[..., Any]) -> str:
+    name = getattr(method, "_method", b"")
+    return name.decode() if isinstance(name, bytes) else str(name)
