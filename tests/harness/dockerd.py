@@ -1,0 +1,59 @@
+"""Docker Engine 20.10 on a private socket; its embedded BuildKit is the BuildKit CI has.
+
+Started with ``--iptables=false --bridge=none`` so it never touches the host's network, and with
+its own data root, exec root, pidfile and (empty) config file. It manages its own containerd (a
+child under the exec root) rather than sharing the harness containerd: the two then cannot
+disturb each other's namespaces or content, and stopping dockerd stops its containerd.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .http_probe import unix_get
+from .service import Service
+
+
+class Dockerd(Service):
+    """The harness Docker Engine (the BuildKit executor's test target, via ``POST /grpc``)."""
+
+    name = "docker"
+    deadline_s = 30.0
+
+    @property
+    def socket(self) -> str:
+        return str(self.dir / "docker.sock")
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def prepare(self) -> None:
+        super().prepare()
+        (self.dir / "daemon.json").write_text("{}\n")
+
+    def argv(self) -> list[str]:
+        return [
+            "dockerd",
+            "--data-root", str(self.dir / "data"),
+            "--exec-root", str(self.dir / "exec"),
+            "--pidfile", str(self.dir / "docker.pid"),
+            "--config-file", str(self.dir / "daemon.json"),
+            "-H", self.host,
+            "--iptables=false",
+            "--ip-masq=false",
+            "--bridge=none",
+            "--log-level=info",
+        ]  # fmt: skip
+
+    def is_ready(self) -> bool:
+        status, body = unix_get(self.socket, "/_ping", timeout=2)
+        return status == 200 and body.strip() == b"OK"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "host": self.host,
+            "socket": self.socket,
+            "log_path": str(self.log_path),
+        }

@@ -1,0 +1,1 @@
+"""Smoke tests of the real-daemon harness: each daemon really works, and nothing leaks."""
