@@ -1,0 +1,230 @@
+"""Build secrets (``RUN --mount=type=secret,id=...``), served over the session's Secrets service.
+
+The step config declares them as ``secrets: [{id, src: PATH} | {id, env: NAME}]`` — the same
+two sources as ``docker buildx build --secret id=...,src=...|env=...``. BuildKit asks the session
+for a secret by id when a RUN mounts it (``GetSecret``); an id the step did not declare is
+answered NOT_FOUND with a message naming the id and the ids that exist, which the daemon turns
+into "secret <id> not found".
+
+Values are loaded when the build starts (:func:`load_secrets`), so an unset variable or an
+unreadable file fails the step before anything runs, with an error naming the id and the
+variable or path. Values never appear in reprs, logs or errors. :func:`redact` replaces them in
+text the build prints (a RUN that echoes its secret), for the step's log and outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import grpc
+
+from wfe_buildkit._pb import secrets_pb2, secrets_pb2_grpc
+from wfe_buildkit.errors import BuildkitError
+
+log = logging.getLogger(__name__)
+
+#: BuildKit refuses secrets larger than this (session/secrets/secretsprovider, MaxSecretSize).
+MAX_SECRET_SIZE = 500 * 1024
+REDACTED = "***"
+_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class SecretsConfigError(BuildkitError):
+    """The step's ``secrets`` list is malformed or a declared secret cannot be loaded."""
+
+
+@attrs.frozen
+class SecretSpec:
+    """One declared secret: its ``id`` and exactly one source, a file or an env variable."""
+
+    id: str
+    src: Path | None = None
+    env: str | None = None
+
+    @property
+    def source(self) -> str:
+        """Human description of the source for messages (never the value)."""
+        return f"file {self.src}" if self.src is not None else f"environment variable {self.env}"
+
+
+@attrs.frozen
+class LoadedSecret:
+    """A secret's value, read at build start."""
+
+    id: str
+    value: bytes = attrs.field(repr=False)
+
+
+def parse_secrets(raw: Any, *, where: str = "secrets") -> tuple[SecretSpec, ...]:
+    """Validate the step's ``secrets`` list; raise one error listing every problem.
+
+    Each item: ``{id: NAME, src: PATH}`` or ``{id: NAME, env: VAR}``; ``id`` matches
+    ``[A-Za-z0-9_.-]+`` and is unique. Objects with ``id``/``src``/``env`` attributes (an attrs
+    config class) are accepted too.
+    """
+    if raw is None:
+        return ()
+    if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
+        raise SecretsConfigError(
+            f"{where}: expected a list of {{id, src: PATH}} or {{id, env: NAME}} entries"
+        )
+    problems: list[str] = []
+    specs: list[SecretSpec] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        here = f"{where}[{index}]"
+        fields = _fields(item)
+        if fields is None:
+            problems.append(f"{here}: expected a mapping like {{id: NAME, src: PATH}}")
+            continue
+        unknown = sorted(set(fields) - {"id", "src", "env"})
+        if unknown:
+            hint = " (did you mean src?)" if {"path", "file", "source"} & set(unknown) else ""
+            problems.append(f"{here}: unknown key(s) {', '.join(unknown)}{hint}")
+        secret_id = fields.get("id")
+        src, env = fields.get("src"), fields.get("env")
+        if not isinstance(secret_id, str) or not secret_id:
+            problems.append(f"{here}.id: required, a non-empty string")
+            secret_id = None
+        elif not _ID_RE.match(secret_id):
+            problems.append(f"{here}.id: {secret_id!r} may only contain letters, digits, _ . -")
+        elif secret_id in seen:
+            problems.append(f"{here}.id: {secret_id!r} is already declared in {where}[{seen[secret_id]}]")
+        else:
+            seen[secret_id] = index
+        if (src is None) == (env is None):
+            problems.append(f"{here}: set exactly one of src (a file path) or env (a variable name)")
+        elif src is not None and (not isinstance(src, str | os.PathLike) or not str(src)):
+            problems.append(f"{here}.src: must be a file path")
+        elif env is not None and (not isinstance(env, str) or not env):
+            problems.append(f"{here}.env: must be an environment variable name")
+        if secret_id is not None and not problems:
+            specs.append(
+                SecretSpec(id=secret_id, src=Path(src) if src is not None else None, env=env)
+            )
+    if problems:
+        raise SecretsConfigError("; ".join(problems))
+    return tuple(specs)
+
+
+def _fields(item: Any) -> dict[str, Any] | None:
+    if isinstance(item, Mapping):
+        return dict(item)
+    if attrs.has(type(item)):
+        return {k: v for k, v in attrs.asdict(item, recurse=False).items() if v is not None}
+    return None
+
+
+def load_secrets(
+    specs: Iterable[SecretSpec],
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> dict[str, LoadedSecret]:
+    """Read every declared secret now; errors name the id and the source, never the value.
+
+    Relative ``src`` paths are taken relative to ``base_dir`` (the workflow's directory). Files
+    are read as bytes, unchanged (a trailing newline is kept, as with buildx).
+    """
+    env = os.environ if environ is None else environ
+    out: dict[str, LoadedSecret] = {}
+    problems: list[str] = []
+    for spec in specs:
+        if spec.env is not None:
+            text = env.get(spec.env)
+            if text is None:
+                problems.append(
+                    f"secret {spec.id!r}: environment variable {spec.env} is not set"
+                )
+                continue
+            value = text.encode()
+        else:
+            assert spec.src is not None
+            path = spec.src.expanduser()
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+            try:
+                if path.is_dir():
+                    problems.append(f"secret {spec.id!r}: src {path} is a directory, not a file")
+                    continue
+                value = path.read_bytes()
+            except FileNotFoundError:
+                problems.append(f"secret {spec.id!r}: src file {path} does not exist")
+                continue
+            except OSError as exc:
+                problems.append(f"secret {spec.id!r}: cannot read src file {path}: {exc.strerror}")
+                continue
+        if len(value) > MAX_SECRET_SIZE:
+            problems.append(
+                f"secret {spec.id!r}: {spec.source} holds {len(value)} bytes; BuildKit accepts at "
+                f"most {MAX_SECRET_SIZE} (mount a file through the context instead)"
+            )
+            continue
+        out[spec.id] = LoadedSecret(spec.id, value)
+    if problems:
+        raise SecretsConfigError("; ".join(problems))
+    return out
+
+
+def redact(text: str, secrets: Iterable[LoadedSecret | bytes | str]) -> str:
+    """Replace every occurrence of a secret value (and its lines, for multi-line ones) by ***.
+
+    Meant for build log lines and step outputs. Values shorter than 4 characters are left alone
+    (masking every "a" would destroy the log without protecting anything). Multi-line values
+    are also masked line by line, since the log may carry them split.
+    """
+    needles: set[str] = set()
+    for item in secrets:
+        raw = item.value if isinstance(item, LoadedSecret) else item
+        value = raw.decode("utf-8", errors="ignore") if isinstance(raw, bytes) else raw
+        for candidate in (value, value.strip(), *value.splitlines()):
+            candidate = candidate.strip()
+            if len(candidate) >= 4:
+                needles.add(candidate)
+    for needle in sorted(needles, key=len, reverse=True):
+        text = text.replace(needle, REDACTED)
+    return text
+
+
+class SecretsServicer(secrets_pb2_grpc.SecretsServicer):  # type: ignore[misc]
+    """``moby.buildkit.secrets.v1.Secrets`` for one build's session (grpc.aio)."""
+
+    def __init__(self, secrets: Mapping[str, LoadedSecret]) -> None:
+        self._secrets = dict(secrets)
+        #: Ids BuildKit asked for, in order (for diagnostics and tests).
+        self.requested: list[str] = []
+
+    async def GetSecret(  # noqa: N802 - gRPC method name
+        self, request: secrets_pb2.GetSecretRequest, context: grpc.aio.ServicerContext
+    ) -> secrets_pb2.GetSecretResponse:
+        self.requested.append(request.ID)
+        secret = self._secrets.get(request.ID)
+        if secret is None:
+            known = ", ".join(sorted(self._secrets)) or "none"
+            log.info("build asked for undeclared secret %r", request.ID)
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"secret {request.ID!r} is not declared in the step's secrets "
+                f"(declared: {known}); add {{id: {request.ID}, src: PATH}} or "
+                f"{{id: {request.ID}, env: NAME}}",
+            )
+        log.debug("serving secret %r (%d bytes)", request.ID, len(secret.value))
+        return secrets_pb2.GetSecretResponse(data=secret.value)
+
+
+SECRETS_METHODS = ("/moby.buildkit.secrets.v1.Secrets/GetSecret",)
+
+
+def add_secrets_servicer(
+    server: grpc.aio.Server, secrets: Mapping[str, LoadedSecret]
+) -> SecretsServicer:
+    """Register a :class:`SecretsServicer` on a session server; returns it."""
+    servicer = SecretsServicer(secrets)
+    secrets_pb2_grpc.add_SecretsServicer_to_server(servicer, server)
+    return servicer

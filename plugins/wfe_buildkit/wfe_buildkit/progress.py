@@ -1,0 +1,205 @@
+"""Turning the Status stream into progress events and a plain, buildctl-like build log.
+
+Status messages are deltas: the same vertex arrives many times, may complete more than once
+(``FROM`` does) and its logs may arrive before or after it completes. :class:`ProgressTracker`
+merges them, numbers vertices in first-seen order (``#1``, ``#2``...) and reports transitions
+only. It also keeps the last lines of each vertex's output, which a failed build shows.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+LOG_TAIL = 20
+MAX_LINE = 4096
+
+
+@attrs.frozen
+class VertexEvent:
+    """A vertex changed state: ``started``, ``completed``, ``cached``, ``failed`` or ``canceled``."""
+
+    digest: str
+    number: int
+    name: str
+    state: str
+    error: str = ""
+    duration: float | None = None
+
+
+@attrs.frozen
+class LogEvent:
+    """One complete output line of a vertex (``stream`` is ``stdout`` or ``stderr``)."""
+
+    digest: str
+    number: int
+    stream: str
+    line: str
+
+
+@attrs.frozen
+class TransferEvent:
+    """A vertex sub-task progressed (``transferring context: 12 MB``, a layer extraction)."""
+
+    digest: str
+    number: int
+    id: str
+    current: int
+    total: int
+    completed: bool
+
+
+StatusEvent = VertexEvent | LogEvent | TransferEvent
+
+
+@attrs.define
+class _Vertex:
+    digest: str
+    number: int
+    name: str = ""
+    started: float | None = None
+    completed: float | None = None
+    cached: bool = False
+    error: str = ""
+    tail: collections.deque[str] = attrs.field(factory=lambda: collections.deque(maxlen=LOG_TAIL))
+    partial: dict[int, str] = attrs.field(factory=dict)
+    announced: bool = False
+
+
+def _seconds(ts: Any) -> float | None:
+    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
+        return None
+    return float(ts.seconds) + ts.nanos / 1e9
+
+
+class ProgressTracker:
+    """Consumes ``StatusResponse`` messages and calls ``emit`` with :data:`StatusEvent` objects."""
+
+    def __init__(self, emit: Callable[[StatusEvent], None] | None = None) -> None:
+        self.emit = emit or (lambda _event: None)
+        self.vertices: dict[str, _Vertex] = {}
+
+    def _vertex(self, digest: str) -> _Vertex:
+        vertex = self.vertices.get(digest)
+        if vertex is None:
+            vertex = _Vertex(digest, len(self.vertices) + 1)
+            self.vertices[digest] = vertex
+        return vertex
+
+    def feed(self, response: Any) -> None:
+        """Merge one ``StatusResponse``."""
+        for v in response.vertexes:
+            vertex = self._vertex(v.digest)
+            if v.name:
+                vertex.name = v.name
+            started = _seconds(v.started) if v.HasField("started") else None
+            completed = _seconds(v.completed) if v.HasField("completed") else None
+            if started is not None and vertex.started is None:
+                vertex.started = started
+                vertex.announced = True
+                self.emit(VertexEvent(v.digest, vertex.number, vertex.name, "started"))
+            if v.cached and not vertex.cached:
+                vertex.cached = True
+                if not vertex.announced:
+                    vertex.announced = True
+                self.emit(VertexEvent(v.digest, vertex.number, vertex.name, "cached"))
+            if v.error and v.error != vertex.error:
+                vertex.error = v.error
+                state = "canceled" if v.error.endswith("context canceled") else "failed"
+                self.emit(VertexEvent(v.digest, vertex.number, vertex.name, state, v.error))
+            elif completed is not None and completed != vertex.completed:
+                vertex.completed = completed
+                if not vertex.cached:
+                    duration = None
+                    if vertex.started is not None:
+                        duration = max(0.0, completed - vertex.started)
+                    self.emit(
+                        VertexEvent(
+                            v.digest, vertex.number, vertex.name, "completed", duration=duration
+                        )
+                    )
+        for s in response.statuses:
+            vertex = self._vertex(s.vertex)
+            self.emit(
+                TransferEvent(
+                    s.vertex, vertex.number, s.ID, int(s.current), int(s.total),
+                    s.HasField("completed"),
+                )
+            )
+        for log in response.logs:
+            vertex = self._vertex(log.vertex)
+            stream = int(log.stream)
+            text = vertex.partial.pop(stream, "") + log.msg.decode("utf-8", "replace")
+            *lines, rest = text.split("\n")
+            if len(rest) > MAX_LINE:
+                lines.append(rest)
+                rest = ""
+            if rest:
+                vertex.partial[stream] = rest
+            for line in lines:
+                self._line(vertex, stream, line)
+
+    def _line(self, vertex: _Vertex, stream: int, line: str) -> None:
+        line = line.rstrip("\r")
+        vertex.tail.append(line)
+        name = "stderr" if stream == 2 else "stdout"
+        self.emit(LogEvent(vertex.digest, vertex.number, name, line))
+
+    def flush(self) -> None:
+        """Emit partial lines still buffered (at the end of the stream)."""
+        for vertex in self.vertices.values():
+            for stream, rest in sorted(vertex.partial.items()):
+                if rest:
+                    self._line(vertex, stream, rest)
+            vertex.partial.clear()
+
+    def failed_vertex(self) -> _Vertex | None:
+        """The vertex that failed (not merely cancelled), if any; else the last errored one."""
+        failed = [v for v in self.vertices.values() if v.error]
+        real = [v for v in failed if not v.error.endswith("context canceled")]
+        if real:
+            return real[0]
+        return failed[-1] if failed else None
+
+
+def render_plain(event: StatusEvent) -> tuple[str, str] | None:
+    """A buildctl ``--progress=plain`` style line and its stream, or None for noise."""
+    if isinstance(event, VertexEvent):
+        n = f"#{event.number}"
+        if event.state == "started":
+            return "stderr", f"{n} {event.name}"
+        if event.state == "cached":
+            return "stderr", f"{n} CACHED"
+        if event.state == "completed":
+            secs = f" {event.duration:.1f}s" if event.duration is not None else ""
+            return "stderr", f"{n} DONE{secs}"
+        if event.state == "canceled":
+            return "stderr", f"{n} CANCELED"
+        return "stderr", f"{n} ERROR: {event.error}"
+    if isinstance(event, LogEvent):
+        return event.stream, f"#{event.number} {event.line}"
+    if event.completed and event.id:
+        return "stderr", f"#{event.number} {event.id} {_bytes(event.current)} done"
+    return None
+
+
+def _bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.2f}{unit}"
+        value /= 1000
+    return f"{n}B"
+
+
+__all__ = [
+    "LogEvent",
+    "ProgressTracker",
+    "StatusEvent",
+    "TransferEvent",
+    "VertexEvent",
+    "render_plain",
+]

@@ -1,0 +1,302 @@
+"""One solve: session up, ``Solve`` and ``Status`` concurrently, exports back, session down.
+
+This mirrors the Go client's ``client.Solve(ctx, def, SolveOpt, statusChan)``: the request is a
+:class:`SolveOpt` (frontend, attributes, local directories, exporters, cache, entitlements,
+credentials), progress arrives through a callback while the build runs, and the result is the
+exporter response. Cancelling the coroutine (a timeout, Ctrl-C) cancels the ``Solve`` RPC, which
+cancels the build on the daemon, and tears the session down before ``CancelledError`` propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import grpc
+
+from wfe_buildkit._pb import control_pb2, control_pb2_grpc
+from wfe_buildkit.errors import (
+    BuildFailed,
+    BuildkitError,
+    InvalidRequest,
+    SessionError,
+    UnsupportedByDaemon,
+)
+from wfe_buildkit.filesync import TransferStats
+from wfe_buildkit.progress import ProgressTracker, StatusEvent
+from wfe_buildkit.session import OutputTarget, RegistryCredentials, SessionServer, random_id
+from wfe_buildkit.transport import Transport
+
+STATUS_DRAIN_SECONDS = 5.0
+FILE_EXPORTERS = ("tar", "oci", "docker")
+KNOWN_EXPORTERS = ("image", "moby", "local", *FILE_EXPORTERS)
+
+
+@attrs.frozen
+class Export:
+    """One exporter: its type, its attributes, and for local/tar/oci/docker the client path."""
+
+    type: str
+    attrs: Mapping[str, str] = attrs.field(factory=dict)
+    dest: Path | None = None
+
+    @classmethod
+    def image(cls, tags: Sequence[str], *, push: bool = False) -> Export:
+        """Into buildkitd's image store (standalone buildkitd), optionally pushed."""
+        attributes = {"name": ",".join(tags)} if tags else {}
+        if push:
+            attributes["push"] = "true"
+        return cls("image", attributes)
+
+    @classmethod
+    def moby(cls, tags: Sequence[str]) -> Export:
+        """Into Docker Engine's image store (Docker's embedded BuildKit)."""
+        return cls("moby", {"name": ",".join(tags)} if tags else {})
+
+    @classmethod
+    def local(cls, dest: str | Path) -> Export:
+        """The final filesystem, written into the client directory ``dest``."""
+        return cls("local", {}, Path(dest))
+
+    @classmethod
+    def tar(cls, dest: str | Path) -> Export:
+        """The final filesystem as a tar file at ``dest`` on the client."""
+        return cls("tar", {}, Path(dest))
+
+    @classmethod
+    def oci(cls, dest: str | Path, tags: Sequence[str] = ()) -> Export:
+        """An OCI image layout tarball at ``dest`` (standalone buildkitd)."""
+        return cls("oci", {"name": ",".join(tags)} if tags else {}, Path(dest))
+
+    @classmethod
+    def docker(cls, dest: str | Path, tags: Sequence[str] = ()) -> Export:
+        """A ``docker load`` tarball at ``dest`` (standalone buildkitd)."""
+        return cls("docker", {"name": ",".join(tags)} if tags else {}, Path(dest))
+
+    def target(self) -> OutputTarget | None:
+        if self.dest is None:
+            return None
+        return OutputTarget(self.dest, is_directory=self.type == "local")
+
+
+@attrs.frozen
+class CacheEntry:
+    """A cache import or export (``registry``, ``inline``, ``local``...) with its attributes."""
+
+    type: str
+    attrs: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class SolveOpt:
+    """Everything one solve needs. ``local_dirs`` maps names (``context``) to directories."""
+
+    frontend: str = "dockerfile.v0"
+    frontend_attrs: Mapping[str, str] = attrs.field(factory=dict)
+    local_dirs: Mapping[str, Path] = attrs.field(factory=dict)
+    exports: Sequence[Export] = ()
+    cache_imports: Sequence[CacheEntry] = ()
+    cache_exports: Sequence[CacheEntry] = ()
+    entitlements: Sequence[str] = ()
+    credentials: Mapping[str, RegistryCredentials] = attrs.field(factory=dict, repr=False)
+    secrets: Mapping[str, Path | bytes] = attrs.field(factory=dict, repr=False)
+    ssh_agents: Mapping[str, str] = attrs.field(factory=dict)
+    shared_key: str = ""
+
+
+@attrs.frozen
+class SolveResult:
+    """The exporter response (``containerimage.digest``...) and the session's traffic."""
+
+    exporter_response: Mapping[str, str]
+    ref: str
+    stats: TransferStats
+
+    @property
+    def digest(self) -> str | None:
+        return self.exporter_response.get("containerimage.digest")
+
+    @property
+    def config_digest(self) -> str | None:
+        return self.exporter_response.get("containerimage.config.digest")
+
+
+def build_request(opt: SolveOpt, ref: str, session_id: str) -> Any:
+    """The ``SolveRequest``: exporters in both the old fields (3/4) and the repeated one (13)."""
+    for export in opt.exports:
+        if export.type in ("local", *FILE_EXPORTERS) and export.dest is None:
+            raise InvalidRequest(f"the {export.type} exporter needs a destination path")
+    request = control_pb2.SolveRequest(
+        Ref=ref,
+        Session=session_id,
+        Frontend=opt.frontend,
+        FrontendAttrs=dict(opt.frontend_attrs),
+        Entitlements=list(opt.entitlements),
+    )
+    if opt.exports:
+        first = opt.exports[0]
+        request.ExporterDeprecated = first.type
+        request.ExporterAttrsDeprecated.update(first.attrs)
+        for export in opt.exports:
+            request.Exporters.add(Type=export.type, Attrs=dict(export.attrs))
+    for entry in opt.cache_imports:
+        request.Cache.Imports.add(Type=entry.type, Attrs=dict(entry.attrs))
+    for entry in opt.cache_exports:
+        request.Cache.Exports.add(Type=entry.type, Attrs=dict(entry.attrs))
+    if opt.cache_imports:
+        request.FrontendAttrs["cache-imports"] = json.dumps(
+            [{"Type": e.type, "Attrs": dict(e.attrs)} for e in opt.cache_imports]
+        )
+    return request
+
+
+_PREFIX = re.compile(r"^(rpc error: code = \w+ desc = )+")
+_PARSE = re.compile(r"(?:dockerfile )?parse error (?:on )?line (\d+): (.*)", re.S)
+_EXIT = re.compile(r"exit code: (\d+)")
+_NOT_FOUND = re.compile(r'exporter "?(\w+)"? could not be found')
+
+
+def clean_message(details: str) -> str:
+    """The daemon's message without grpc-go's nested ``rpc error: code = ... desc =`` prefixes."""
+    return _PREFIX.sub("", details.strip())
+
+
+def _source_location(error: grpc.aio.AioRpcError) -> str | None:
+    """A ``file:line`` from ``errdefs.Source`` details (BuildKit >= 0.9; JSON, not protobuf)."""
+    try:
+        from google.rpc import status_pb2
+    except ImportError:  # pragma: no cover - dependency of the package
+        return None
+    for key, value in error.trailing_metadata() or ():
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            if not detail.type_url.endswith("errdefs.Source+json"):
+                continue
+            try:
+                source = json.loads(detail.value)
+                info = source.get("info") or {}
+                ranges = source.get("ranges") or []
+                line = ranges[0]["start"]["line"] if ranges else None
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                continue
+            name = info.get("filename") or "Dockerfile"
+            return f"{name}:{line}" if line else name
+    return None
+
+
+def failure_from(
+    error: grpc.aio.AioRpcError,
+    tracker: ProgressTracker,
+    locate: Callable[[str], str | None] | None,
+    session: SessionServer,
+) -> BuildkitError:
+    """Build the most useful error for a failed ``Solve``."""
+    message = clean_message(error.details() or "")
+    parse = _PARSE.search(message)
+    if parse:
+        where = _source_location(error)
+        if where is None and locate is not None:
+            where = locate(f"#line {parse.group(1)}")
+        return BuildFailed(message, location=where, syntax_error=True)
+    missing = _NOT_FOUND.search(message)
+    if missing:
+        return UnsupportedByDaemon(
+            f"the daemon has no {missing.group(1)!r} exporter ({message}); Docker Engine's "
+            "embedded BuildKit offers moby, local and tar"
+        )
+    if session.errors and ("export" in message or "session" in message):
+        return SessionError(f"{session.errors[0]} (daemon: {message})")
+    vertex = tracker.failed_vertex()
+    name = vertex.name if vertex else None
+    location = _source_location(error)
+    if location is None and name and locate is not None:
+        location = locate(name)
+    exit_match = _EXIT.search(message)
+    return BuildFailed(
+        message,
+        vertex=name,
+        location=location,
+        logs=list(vertex.tail) if vertex else [],
+        exit_code=int(exit_match.group(1)) if exit_match else None,
+    )
+
+
+async def _consume_status(call: Any, tracker: ProgressTracker) -> None:
+    try:
+        async for response in call:
+            tracker.feed(response)
+    except grpc.aio.AioRpcError:
+        pass  # the Solve result is authoritative; a broken status stream only loses progress
+    finally:
+        tracker.flush()
+
+
+async def run_solve(
+    transport: Transport,
+    opt: SolveOpt,
+    *,
+    on_event: Callable[[StatusEvent], None] | None = None,
+    locate: Callable[[str], str | None] | None = None,
+) -> SolveResult:
+    """Run one solve against ``transport``'s daemon (see module docstring)."""
+    for name, directory in opt.local_dirs.items():
+        if not Path(directory).is_dir():
+            raise InvalidRequest(f"local directory {name!r} does not exist: {directory}")
+    channel = await transport.channel()
+    stub = control_pb2_grpc.ControlStub(channel)
+    ref = random_id()
+    tracker = ProgressTracker(on_event)
+    session = SessionServer(
+        local_dirs=opt.local_dirs,
+        outputs=[e.target() for e in opt.exports],
+        credentials=opt.credentials,
+        secrets=opt.secrets,
+        ssh_agents=opt.ssh_agents,
+        shared_key=opt.shared_key,
+    )
+    request = build_request(opt, ref, session.session_id)
+    async with session:
+        if transport.engine is not None:
+            await session.attach_docker(transport.engine)
+        else:
+            await session.attach_control(stub)
+        solve_call = stub.Solve(request)
+        status_call = stub.Status(control_pb2.StatusRequest(Ref=ref))
+        status_task = asyncio.ensure_future(_consume_status(status_call, tracker))
+        try:
+            try:
+                response = await solve_call
+            except grpc.aio.AioRpcError as error:
+                if error.code() in (grpc.StatusCode.UNAVAILABLE,) and not tracker.vertices:
+                    raise transport.describe_failure(error) from None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(status_task), 2.0)
+                raise failure_from(error, tracker, locate, session) from None
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(status_task), STATUS_DRAIN_SECONDS)
+        finally:
+            solve_call.cancel()
+            status_call.cancel()
+            status_task.cancel()
+            with contextlib.suppress(BaseException):
+                await status_task
+    return SolveResult(dict(response.ExporterResponse), ref, session.stats)
+
+
+__all__ = [
+    "CacheEntry",
+    "Export",
+    "SolveOpt",
+    "SolveResult",
+    "build_request",
+    "clean_message",
+    "run_solve",
+]

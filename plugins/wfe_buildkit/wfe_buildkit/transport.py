@@ -1,0 +1,286 @@
+"""Addresses, gRPC channels and the HTTP-upgrade relay for Docker Engine.
+
+Supported addresses:
+
+* ``unix:///path/buildkitd.sock`` (the default is ``unix:///run/buildkit/buildkitd.sock``, and the
+  ``BUILDKIT_HOST`` environment variable overrides it);
+* ``tcp://host:port``, plain or with TLS (CA, client certificate and key, server name);
+* ``docker://`` (the engine at ``DOCKER_HOST`` or ``/var/run/docker.sock``) and
+  ``docker+unix:///path/docker.sock`` for Docker Engine's embedded BuildKit.
+
+grpcio cannot adopt an already-upgraded socket, so for Docker the client listens on a private
+unix socket (in a 0700 temp dir) and, for each connection grpcio opens there, performs
+``POST /grpc`` with ``Upgrade: h2c`` on the engine socket and splices the two byte streams.
+Upgrade failures are remembered, so errors can show the engine's own message instead of
+grpcio's bare "Socket closed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import attrs
+import grpc
+
+from wfe_buildkit.engine import DockerEngine, EngineHTTPError
+from wfe_buildkit.errors import DaemonConnectionError, InvalidRequest
+
+DEFAULT_ADDRESS = "unix:///run/buildkit/buildkitd.sock"
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+MAX_MESSAGE = 16 * 1024 * 1024
+SPLICE_CHUNK = 256 * 1024
+
+CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.enable_http_proxy", 0),
+    ("grpc.keepalive_time_ms", 600_000),
+]
+
+
+@attrs.frozen
+class TLSConfig:
+    """Files for a ``tcp://`` connection with TLS; ``cert``/``key`` enable mutual TLS."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    server_name: str | None = None
+
+
+@attrs.frozen
+class Address:
+    """A parsed daemon address. ``kind`` is ``unix``, ``tcp`` or ``docker``."""
+
+    raw: str
+    kind: str
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    def __str__(self) -> str:
+        return self.raw
+
+
+def default_address() -> str:
+    """``BUILDKIT_HOST`` if set, else the standard buildkitd socket."""
+    return os.environ.get("BUILDKIT_HOST") or DEFAULT_ADDRESS
+
+
+def parse_address(raw: str | None) -> Address:
+    """Parse an address string; raises :class:`InvalidRequest` with the accepted forms."""
+    text = (raw or default_address()).strip()
+    forms = "use unix:///path, tcp://host:port, docker:// or docker+unix:///path"
+    if text.startswith("docker+unix://"):
+        path = text[len("docker+unix://") :]
+        if not path.startswith("/"):
+            raise InvalidRequest(f"invalid BuildKit address {text!r}: the path must be absolute")
+        return Address(text, "docker", path=path)
+    if text == "docker://" or text == "docker":
+        host = os.environ.get("DOCKER_HOST", "")
+        if host.startswith("unix://"):
+            return Address(text, "docker", path=host[len("unix://") :])
+        if host:
+            raise InvalidRequest(
+                f"DOCKER_HOST={host!r} is not a unix socket; only unix sockets are supported "
+                "for Docker's embedded BuildKit"
+            )
+        return Address(text, "docker", path=DEFAULT_DOCKER_SOCKET)
+    if text.startswith("docker://"):
+        rest = text[len("docker://") :]
+        if rest.startswith("unix://"):
+            return Address(text, "docker", path=rest[len("unix://") :])
+        raise InvalidRequest(f"invalid BuildKit address {text!r}: {forms}")
+    if text.startswith("unix://"):
+        path = text[len("unix://") :]
+        if not path.startswith("/"):
+            raise InvalidRequest(f"invalid BuildKit address {text!r}: the path must be absolute")
+        return Address(text, "unix", path=path)
+    if text.startswith("tcp://"):
+        parts = urlsplit(text)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None:
+            raise InvalidRequest(f"invalid BuildKit address {text!r}: expected tcp://HOST:PORT")
+        return Address(text, "tcp", host=parts.hostname, port=port)
+    raise InvalidRequest(f"unsupported BuildKit address {text!r}: {forms}")
+
+
+def _read(path: str | None, what: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read TLS {what} file {path}: {exc.strerror}") from None
+
+
+async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(SPLICE_CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        pass
+
+
+async def splice_both(
+    a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    b: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    """Copy bytes both ways until both directions ended; close both streams."""
+    try:
+        await asyncio.gather(_splice(a[0], b[1]), _splice(b[0], a[1]))
+    finally:
+        for writer in (a[1], b[1]):
+            writer.close()
+        for writer in (a[1], b[1]):
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+class UpgradeRelay:
+    """A private unix socket whose connections become ``POST /grpc`` upgrades on the engine."""
+
+    def __init__(self, engine: DockerEngine) -> None:
+        self.engine = engine
+        self.directory = tempfile.mkdtemp(prefix="wfe-bk-")
+        os.chmod(self.directory, 0o700)
+        self.path = os.path.join(self.directory, "grpc.sock")
+        self.last_error: str | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._handle, path=self.path)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            try:
+                upstream = await self.engine.upgrade("/grpc")
+            except (EngineHTTPError, DaemonConnectionError) as exc:
+                self.last_error = str(exc)
+                writer.close()
+                return
+            await splice_both((reader, writer), upstream)
+        except asyncio.CancelledError:
+            writer.close()  # relay shutting down; the connection ends with it
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Transport:
+    """Owns the gRPC channel to one daemon (and the Docker relay when needed)."""
+
+    def __init__(self, address: Address, tls: TLSConfig | None = None) -> None:
+        self.address = address
+        self.tls = tls
+        self.engine: DockerEngine | None = None
+        self.relay: UpgradeRelay | None = None
+        self._channel: grpc.aio.Channel | None = None
+        if address.kind == "docker":
+            self.engine = DockerEngine(address.path, address.raw)
+        if tls is not None and address.kind != "tcp":
+            raise InvalidRequest(f"TLS settings apply to tcp:// addresses only, not {address}")
+
+    async def channel(self) -> grpc.aio.Channel:
+        """The channel, created on first use (after any fork, as grpcio requires)."""
+        if self._channel is not None:
+            return self._channel
+        address = self.address
+        if address.kind == "docker":
+            assert self.engine is not None
+            await self.engine.ping()
+            self.relay = UpgradeRelay(self.engine)
+            await self.relay.start()
+            target = f"unix:{self.relay.path}"
+            self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        elif address.kind == "unix":
+            if not os.path.exists(address.path):
+                raise DaemonConnectionError(
+                    address.raw,
+                    f"no socket at {address.path}",
+                    "is buildkitd running? set BUILDKIT_HOST or buildkit_addr to its address",
+                )
+            self._channel = grpc.aio.insecure_channel(
+                f"unix:{address.path}", options=CHANNEL_OPTIONS
+            )
+        else:
+            target = f"{address.host}:{address.port}"
+            if self.tls is not None:
+                credentials = grpc.ssl_channel_credentials(
+                    root_certificates=_read(self.tls.ca, "CA"),
+                    private_key=_read(self.tls.key, "key"),
+                    certificate_chain=_read(self.tls.cert, "certificate"),
+                )
+                options = list(CHANNEL_OPTIONS)
+                if self.tls.server_name:
+                    options.append(("grpc.ssl_target_name_override", self.tls.server_name))
+                self._channel = grpc.aio.secure_channel(target, credentials, options=options)
+            else:
+                self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        return self._channel
+
+    def describe_failure(self, error: grpc.aio.AioRpcError) -> DaemonConnectionError:
+        """Turn a transport-level RPC error into an error naming the address and a hint."""
+        address = self.address
+        if self.relay is not None and self.relay.last_error:
+            return DaemonConnectionError(
+                address.raw,
+                f"Docker Engine refused the BuildKit upgrade: {self.relay.last_error}",
+                "the engine needs BuildKit support (Docker 18.09+, API /grpc)",
+            )
+        details = error.details() or error.code().name
+        if address.kind == "tcp":
+            hint = "check host, port, firewall and TLS settings (ca, cert, key, server name)"
+        elif address.kind == "unix":
+            hint = "is buildkitd running and is the socket readable by this user?"
+        else:
+            hint = "is dockerd running with BuildKit available?"
+        return DaemonConnectionError(address.raw, details, hint)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+        if self.relay is not None:
+            await self.relay.close()
+            self.relay = None
+
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "Address",
+    "TLSConfig",
+    "Transport",
+    "UpgradeRelay",
+    "default_address",
+    "parse_address",
+    "splice_both",
+]
