@@ -28,16 +28,16 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import attrs
-from google.protobuf import any_pb2, empty_pb2
+from google.protobuf import any_pb2, empty_pb2  # type: ignore[import-untyped]
 
 from wfe_containerd import labels as owner
+from wfe_containerd._pb.events import task_pb2 as task_events_pb2
 from wfe_containerd._pb.services import (
     containers_pb2,
     events_pb2,
     snapshots_pb2,
     tasks_pb2,
 )
-from wfe_containerd._pb.events import task_pb2 as task_events_pb2
 from wfe_containerd._pb.types import task_pb2 as task_types_pb2
 from wfe_containerd.connection import DEFAULT_NAMESPACE, Connection, TLSConfig
 from wfe_containerd.credentials import Credentials
@@ -143,31 +143,40 @@ class Task:
         return self.container.client.conn
 
     async def start(self) -> None:
-        await self._conn.call(self._conn.tasks.Start,
-                              tasks_pb2.StartRequest(container_id=self.container.id))
+        await self._conn.call(
+            self._conn.tasks.Start, tasks_pb2.StartRequest(container_id=self.container.id)
+        )
 
     async def wait(self, timeout: float | None = None) -> ExitStatus:
         response = await self._conn.call(
-            self._conn.tasks.Wait, tasks_pb2.WaitRequest(container_id=self.container.id),
-            timeout=timeout)
+            self._conn.tasks.Wait,
+            tasks_pb2.WaitRequest(container_id=self.container.id),
+            timeout=timeout,
+        )
         return ExitStatus(int(response.exit_status))
 
     async def kill(self, signal: int = signals.SIGTERM, *, all_processes: bool = False) -> None:
         """Send a signal; a task that already exited is fine."""
         with contextlib.suppress(NotFoundError):
-            await self._conn.call(self._conn.tasks.Kill, tasks_pb2.KillRequest(
-                container_id=self.container.id, signal=int(signal), all=all_processes))
+            await self._conn.call(
+                self._conn.tasks.Kill,
+                tasks_pb2.KillRequest(
+                    container_id=self.container.id, signal=int(signal), all=all_processes
+                ),
+            )
 
     async def status(self) -> str:
-        response = await self._conn.call(self._conn.tasks.Get,
-                                         tasks_pb2.GetRequest(container_id=self.container.id))
+        response = await self._conn.call(
+            self._conn.tasks.Get, tasks_pb2.GetRequest(container_id=self.container.id)
+        )
         return str(task_types_pb2.Status.Name(response.process.status))
 
     async def delete(self) -> int | None:
         """Delete the task (it must have exited); returns its exit status, None if gone."""
         try:
             response = await self._conn.call(
-                self._conn.tasks.Delete, tasks_pb2.DeleteTaskRequest(container_id=self.container.id))
+                self._conn.tasks.Delete, tasks_pb2.DeleteTaskRequest(container_id=self.container.id)
+            )
         except NotFoundError:
             return None
         return int(response.exit_status)
@@ -176,8 +185,17 @@ class Task:
 class Container:
     """A container record with its rootfs snapshot, both held by a lease until deleted."""
 
-    def __init__(self, client: Client, container_id: str, *, snapshotter: str, lease: str,
-                 rootfs: Sequence[Any], spec: Mapping[str, Any], stop_signal: int) -> None:
+    def __init__(
+        self,
+        client: Client,
+        container_id: str,
+        *,
+        snapshotter: str,
+        lease: str,
+        rootfs: Sequence[Any],
+        spec: Mapping[str, Any],
+        stop_signal: int,
+    ) -> None:
         self.client = client
         self.id = container_id
         self.snapshotter = snapshotter
@@ -189,20 +207,29 @@ class Container:
     async def new_task(self, io: TaskIO | None = None) -> Task:
         """Create the task (runc create). FIFOs in ``io`` must be open already (TaskIO does)."""
         conn = self.client.conn
-        response = await conn.call(conn.tasks.Create, tasks_pb2.CreateTaskRequest(
-            container_id=self.id, rootfs=self.rootfs,
-            stdout=io.stdout if io else "", stderr=io.stderr if io else ""))
+        response = await conn.call(
+            conn.tasks.Create,
+            tasks_pb2.CreateTaskRequest(
+                container_id=self.id,
+                rootfs=self.rootfs,
+                stdout=io.stdout if io else "",
+                stderr=io.stderr if io else "",
+            ),
+        )
         return Task(self, int(response.pid), io)
 
     async def delete(self) -> None:
         """Remove the container record, then its snapshot, then the lease. Idempotent."""
         conn = self.client.conn
         with contextlib.suppress(NotFoundError):
-            await conn.call(conn.containers.Delete,
-                            containers_pb2.DeleteContainerRequest(id=self.id))
+            await conn.call(
+                conn.containers.Delete, containers_pb2.DeleteContainerRequest(id=self.id)
+            )
         with contextlib.suppress(NotFoundError):
-            await conn.call(conn.snapshots.Remove, snapshots_pb2.RemoveSnapshotRequest(
-                snapshotter=self.snapshotter, key=self.id))
+            await conn.call(
+                conn.snapshots.Remove,
+                snapshots_pb2.RemoveSnapshotRequest(snapshotter=self.snapshotter, key=self.id),
+            )
         await delete_lease(conn, self.lease)
 
 
@@ -217,8 +244,7 @@ class _OOMWatch:
 
     async def _watch(self) -> None:
         ns = self.conn.namespace.replace('"', "")
-        request = events_pb2.SubscribeRequest(
-            filters=[f'topic=="/tasks/oom",namespace=="{ns}"'])
+        request = events_pb2.SubscribeRequest(filters=[f'topic=="/tasks/oom",namespace=="{ns}"'])
         with contextlib.suppress(ContainerdError):
             async for envelope in self.conn.stream(self.conn.events.Subscribe, request):
                 event = task_events_pb2.TaskOOM()
@@ -265,8 +291,13 @@ class Client:
     """A containerd client bound to one address and namespace. Use as an async context manager
     (or call :meth:`connect` and :meth:`close`); create it in the loop that uses it."""
 
-    def __init__(self, address: str | None = None, *, namespace: str = DEFAULT_NAMESPACE,
-                 tls: TLSConfig | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        tls: TLSConfig | None = None,
+    ) -> None:
         self.conn = Connection(address, namespace=namespace, tls=tls)
         self.server_version: Version | None = None
 
@@ -282,8 +313,12 @@ class Client:
         await self.connect()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     async def connect(self) -> Version:
@@ -292,83 +327,142 @@ class Client:
         try:
             self.server_version = await self.version(timeout=HANDSHAKE_TIMEOUT)
         except RPCError as exc:
-            raise ConnectError(f"containerd at {self.address} did not answer the version "
-                               f"handshake: {exc}") from None
+            raise ConnectError(
+                f"containerd at {self.address} did not answer the version handshake: {exc}"
+            ) from None
         return self.server_version
 
     async def close(self) -> None:
         await self.conn.close()
 
     async def version(self, timeout: float | None = None) -> Version:
-        response = await self.conn.call(self.conn.version.Version, empty_pb2.Empty(),
-                                        timeout=timeout)
+        response = await self.conn.call(
+            self.conn.version.Version, empty_pb2.Empty(), timeout=timeout
+        )
         return Version(response.version, response.revision)
 
     # -- images ------------------------------------------------------------------------------
 
-    async def pull(self, ref: str, *, snapshotter: str = DEFAULT_SNAPSHOTTER,
-                   platform: Platform | None = None,
-                   credentials: Mapping[str, Credentials] | None = None,
-                   insecure_registries: Sequence[str] = (),
-                   progress: ProgressCallback | None = None,
-                   labels: Mapping[str, str] | None = None) -> Image:
+    async def pull(
+        self,
+        ref: str,
+        *,
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        platform: Platform | None = None,
+        credentials: Mapping[str, Credentials] | None = None,
+        insecure_registries: Sequence[str] = (),
+        progress: ProgressCallback | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Image:
         """Pull and unpack ``ref`` (always contacts the registry)."""
-        return await pull_image(self.conn, ref, snapshotter=snapshotter, platform=platform,
-                                credentials=credentials, insecure_registries=insecure_registries,
-                                progress=progress,
-                                lease_labels={**owner.owner_labels(), **(labels or {})})
+        return await pull_image(
+            self.conn,
+            ref,
+            snapshotter=snapshotter,
+            platform=platform,
+            credentials=credentials,
+            insecure_registries=insecure_registries,
+            progress=progress,
+            lease_labels={**owner.owner_labels(), **(labels or {})},
+        )
 
-    async def get_image(self, ref: str, *, snapshotter: str = DEFAULT_SNAPSHOTTER,
-                        platform: Platform | None = None) -> Image | None:
+    async def get_image(
+        self, ref: str, *, snapshotter: str = DEFAULT_SNAPSHOTTER, platform: Platform | None = None
+    ) -> Image | None:
         """The image if it is fully present (content and unpacked layers), else None."""
         return await load_image(self.conn, ref, snapshotter=snapshotter, platform=platform)
 
-    async def ensure_image(self, ref: str, *, policy: str = "if-not-present",
-                           snapshotter: str = DEFAULT_SNAPSHOTTER,
-                           credentials: Mapping[str, Credentials] | None = None,
-                           insecure_registries: Sequence[str] = (),
-                           progress: ProgressCallback | None = None,
-                           labels: Mapping[str, str] | None = None) -> Image:
+    async def ensure_image(
+        self,
+        ref: str,
+        *,
+        policy: str = "if-not-present",
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        platform: Platform | None = None,
+        credentials: Mapping[str, Credentials] | None = None,
+        insecure_registries: Sequence[str] = (),
+        progress: ProgressCallback | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Image:
         """Apply a pull policy (``always``, ``if-not-present``, ``never``)."""
-        return await ensure_image(self.conn, ref, policy=policy, snapshotter=snapshotter,
-                                  credentials=credentials,
-                                  insecure_registries=insecure_registries, progress=progress,
-                                  lease_labels={**owner.owner_labels(), **(labels or {})})
+        return await ensure_image(
+            self.conn,
+            ref,
+            policy=policy,
+            snapshotter=snapshotter,
+            platform=platform,
+            credentials=credentials,
+            insecure_registries=insecure_registries,
+            progress=progress,
+            lease_labels={**owner.owner_labels(), **(labels or {})},
+        )
 
     # -- containers --------------------------------------------------------------------------
 
-    async def new_container(self, container_id: str, image: Image, options: RunOptions, *,
-                            snapshotter: str = DEFAULT_SNAPSHOTTER,
-                            labels: Mapping[str, str] | None = None) -> Container:
+    async def new_container(
+        self,
+        container_id: str,
+        image: Image,
+        options: RunOptions,
+        *,
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        labels: Mapping[str, str] | None = None,
+    ) -> Container:
         """Prepare the rootfs snapshot and create the container record, under a lease."""
         conn = self.conn
         all_labels = {**owner.owner_labels(), **(labels or {})}
         user = await resolve_image_user(conn, image.layers, options.user or image.config.user)
         try:
-            spec = build_spec(namespace=self.namespace, container_id=container_id,
-                              image=image.config, options=options, user=user)
+            spec = build_spec(
+                namespace=self.namespace,
+                container_id=container_id,
+                image=image.config,
+                options=options,
+                user=user,
+            )
         except ValueError as exc:
             raise RunError(f"{image.name}: {exc}") from None
-        lease = await create_lease(conn, f"wfe-run-{container_id}", expire_seconds=24 * 3600,
-                                   labels=all_labels)
-        container = Container(self, container_id, snapshotter=snapshotter, lease=lease,
-                              rootfs=[], spec=spec,
-                              stop_signal=_signal_number(image.config.stop_signal))
+        lease = await create_lease(
+            conn, f"wfe-run-{container_id}", expire_seconds=24 * 3600, labels=all_labels
+        )
+        container = Container(
+            self,
+            container_id,
+            snapshotter=snapshotter,
+            lease=lease,
+            rootfs=[],
+            spec=spec,
+            stop_signal=_signal_number(image.config.stop_signal),
+        )
         try:
-            prepared = await conn.call(conn.snapshots.Prepare, snapshots_pb2.PrepareSnapshotRequest(
-                snapshotter=snapshotter, key=container_id, parent=image.chain_id,
-                labels=all_labels), lease=lease)
+            prepared = await conn.call(
+                conn.snapshots.Prepare,
+                snapshots_pb2.PrepareSnapshotRequest(
+                    snapshotter=snapshotter,
+                    key=container_id,
+                    parent=image.chain_id,
+                    labels=all_labels,
+                ),
+                lease=lease,
+            )
             container.rootfs = list(prepared.mounts)
             record = containers_pb2.Container(
-                id=container_id, image=image.name,
-                labels={**all_labels,
-                        "io.containerd.image.config.stop-signal": image.config.stop_signal
-                        or "SIGTERM"},
+                id=container_id,
+                image=image.name,
+                labels={
+                    **all_labels,
+                    "io.containerd.image.config.stop-signal": image.config.stop_signal or "SIGTERM",
+                },
                 runtime=containers_pb2.Container.Runtime(name=RUNTIME),
                 spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()),
-                snapshotter=snapshotter, snapshot_key=container_id)
-            await conn.call(conn.containers.Create,
-                            containers_pb2.CreateContainerRequest(container=record), lease=lease)
+                snapshotter=snapshotter,
+                snapshot_key=container_id,
+            )
+            await conn.call(
+                conn.containers.Create,
+                containers_pb2.CreateContainerRequest(container=record),
+                lease=lease,
+            )
         except BaseException:
             await finish_shielded(container.delete())
             raise
@@ -399,19 +493,29 @@ class Client:
         io = TaskIO(cid)
         try:
             if output_file_target:
-                options = attrs.evolve(options, mounts=[
-                    *options.mounts, BindMount(str(io.output_file), output_file_target)])
-            container = await self.new_container(cid, image, options, snapshotter=snapshotter,
-                                                 labels=labels)
+                options = attrs.evolve(
+                    options,
+                    mounts=[*options.mounts, BindMount(str(io.output_file), output_file_target)],
+                )
+            container = await self.new_container(
+                cid, image, options, snapshotter=snapshotter, labels=labels
+            )
         except BaseException:
             io.close()
             raise
-        return await self._run_container(container, io, on_output or (lambda s, t: None),
-                                         timeout, grace_period, on_output_file)
+        return await self._run_container(
+            container, io, on_output or (lambda s, t: None), timeout, grace_period, on_output_file
+        )
 
-    async def _run_container(self, container: Container, io: TaskIO, on_output: OutputCallback,
-                             timeout: float | None, grace_period: float,
-                             on_output_file: Callable[[Path], None] | None) -> RunResult:
+    async def _run_container(
+        self,
+        container: Container,
+        io: TaskIO,
+        on_output: OutputCallback,
+        timeout: float | None,
+        grace_period: float,
+        on_output_file: Callable[[Path], None] | None,
+    ) -> RunResult:
         task: Task | None = None
         pump: asyncio.Future[None] | None = None
         oom = _OOMWatch(self.conn, container.id)
@@ -434,8 +538,10 @@ class Client:
                 await finish_shielded(self._stop(task, waiter, grace_period))
                 raise
             oom_killed = oom.seen.is_set() or (
-                exit_code == 137 and not timed_out
-                and _cgroup_oom_kills(self.namespace, container.id) > 0)
+                exit_code == 137
+                and not timed_out
+                and _cgroup_oom_kills(self.namespace, container.id) > 0
+            )
             if exit_code == 137 and not timed_out and not oom_killed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(oom.seen.wait(), 0.5)
@@ -450,8 +556,9 @@ class Client:
         assert exit_code is not None
         return RunResult(container.id, exit_code, timed_out, oom_killed)
 
-    async def _stop(self, task: Task, waiter: asyncio.Future[ExitStatus],
-                    grace_period: float) -> int:
+    async def _stop(
+        self, task: Task, waiter: asyncio.Future[ExitStatus], grace_period: float
+    ) -> int:
         """Stop signal, grace period, SIGKILL to every process; returns the exit status."""
         await task.kill(task.container.stop_signal)
         done, _ = await asyncio.wait({waiter}, timeout=grace_period)
@@ -462,8 +569,14 @@ class Client:
             return waiter.result().code
         return 137
 
-    async def _cleanup(self, container: Container, task: Task | None, io: TaskIO,
-                       waiter: asyncio.Future[ExitStatus] | None, oom: _OOMWatch) -> None:
+    async def _cleanup(
+        self,
+        container: Container,
+        task: Task | None,
+        io: TaskIO,
+        waiter: asyncio.Future[ExitStatus] | None,
+        oom: _OOMWatch,
+    ) -> None:
         """Task, container, snapshot, lease; FIFOs and temp dir. Every step tolerates 'gone'."""
         try:
             if task is not None:

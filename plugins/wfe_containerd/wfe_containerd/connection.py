@@ -40,7 +40,7 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 @attrs.frozen
 class TLSConfig:
-    """Files for TLS to a ``tcp://`` daemon: ``ca`` to verify it, ``cert``/``key`` for mutual TLS."""
+    """TLS files for a ``tcp://`` daemon: ``ca`` verifies it, ``cert``/``key`` for mutual TLS."""
 
     ca: str | None = None
     cert: str | None = None
@@ -61,7 +61,7 @@ def resolve_address(address: str | None = None) -> str:
 
 @attrs.frozen
 class Target:
-    """A parsed daemon address: ``kind`` is ``unix`` or ``tcp``; ``location`` a path or host:port."""
+    """A parsed address: ``kind`` is ``unix`` or ``tcp``; ``location`` a path or host:port."""
 
     kind: str
     location: str
@@ -84,9 +84,7 @@ def parse_address(address: str) -> Target:
     if address.startswith("tcp://"):
         hostport = address[len("tcp://") :].rstrip("/")
         if not hostport or ":" not in hostport:
-            raise ConnectError(
-                f"bad containerd address {address!r}: expected tcp://HOST:PORT"
-            )
+            raise ConnectError(f"bad containerd address {address!r}: expected tcp://HOST:PORT")
         return Target("tcp", hostport)
     if address.startswith("/"):
         return Target("unix", address)
@@ -135,16 +133,16 @@ class Connection:
         else:
             self.channel = grpc.aio.insecure_channel(self.target.grpc_target, options)
         ch = self.channel
-        self.version = version_pb2_grpc.VersionStub(ch)
-        self.introspection = introspection_pb2_grpc.IntrospectionStub(ch)
-        self.content = content_pb2_grpc.ContentStub(ch)
-        self.images = images_pb2_grpc.ImagesStub(ch)
-        self.leases = leases_pb2_grpc.LeasesStub(ch)
-        self.snapshots = snapshots_pb2_grpc.SnapshotsStub(ch)
-        self.diff = diff_pb2_grpc.DiffStub(ch)
-        self.containers = containers_pb2_grpc.ContainersStub(ch)
-        self.tasks = tasks_pb2_grpc.TasksStub(ch)
-        self.events = events_pb2_grpc.EventsStub(ch)
+        self.version = _stub(version_pb2_grpc, 'VersionStub', ch)
+        self.introspection = _stub(introspection_pb2_grpc, 'IntrospectionStub', ch)
+        self.content = _stub(content_pb2_grpc, 'ContentStub', ch)
+        self.images = _stub(images_pb2_grpc, 'ImagesStub', ch)
+        self.leases = _stub(leases_pb2_grpc, 'LeasesStub', ch)
+        self.snapshots = _stub(snapshots_pb2_grpc, 'SnapshotsStub', ch)
+        self.diff = _stub(diff_pb2_grpc, 'DiffStub', ch)
+        self.containers = _stub(containers_pb2_grpc, 'ContainersStub', ch)
+        self.tasks = _stub(tasks_pb2_grpc, 'TasksStub', ch)
+        self.events = _stub(events_pb2_grpc, 'EventsStub', ch)
 
     def check_socket(self) -> None:
         """Fail early and clearly when a unix socket path does not exist."""
@@ -193,6 +191,11 @@ class Connection:
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+def _stub(module: Any, name: str, channel: grpc.aio.Channel) -> Any:
+    """A generated stub (the generated modules are untyped, so stubs are ``Any`` here)."""
+    return getattr(module, name)(channel)
 
 
 def _method_name(method: Callable[..., Any]) -> str:

@@ -14,7 +14,6 @@ import random
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import grpc
-
 from wfe_containerd._pb.services import content_pb2
 from wfe_containerd.connection import Connection
 from wfe_containerd.errors import AlreadyExistsError, NotFoundError, PullError, UnavailableError
@@ -55,8 +54,9 @@ async def exists(conn: Connection, digest: str) -> bool:
     return True
 
 
-async def update_labels(conn: Connection, digest: str, labels: Mapping[str, str],
-                        lease: str | None = None) -> None:
+async def update_labels(
+    conn: Connection, digest: str, labels: Mapping[str, str], lease: str | None = None
+) -> None:
     """Set ``labels`` on a committed blob, leaving its other labels alone."""
     if not labels:
         return
@@ -105,16 +105,21 @@ async def _write_once(
 ) -> bool:
     call = conn.content.Write(metadata=conn.metadata(lease))
     try:
-        async def exchange(request: content_pb2.WriteContentRequest
-                           ) -> content_pb2.WriteContentResponse:
+
+        async def exchange(
+            request: content_pb2.WriteContentRequest,
+        ) -> content_pb2.WriteContentResponse:
             await call.write(request)
             response = await call.read()
             if response is grpc.aio.EOF:
                 raise PullError(f"content store closed the write stream for {digest}")
             return response  # type: ignore[no-any-return]
 
-        status = await exchange(content_pb2.WriteContentRequest(
-            action=content_pb2.STAT, ref=ref, total=size, expected=digest))
+        status = await exchange(
+            content_pb2.WriteContentRequest(
+                action=content_pb2.STAT, ref=ref, total=size, expected=digest
+            )
+        )
         offset = status.offset
         if offset > size:
             offset = 0
@@ -122,20 +127,28 @@ async def _write_once(
             on_progress(offset)
         if offset < size:
             async for chunk in source(offset):
-                response = await exchange(content_pb2.WriteContentRequest(
-                    action=content_pb2.WRITE, offset=offset, data=chunk))
+                response = await exchange(
+                    content_pb2.WriteContentRequest(
+                        action=content_pb2.WRITE, offset=offset, data=chunk
+                    )
+                )
                 offset = response.offset
                 if on_progress:
                     on_progress(offset)
         if offset != size:
             raise PullError(f"download of {digest} ended at {offset} of {size} bytes")
-        await exchange(content_pb2.WriteContentRequest(
-            action=content_pb2.COMMIT, offset=offset, total=size, expected=digest,
-            labels=dict(labels)))
+        await exchange(
+            content_pb2.WriteContentRequest(
+                action=content_pb2.COMMIT,
+                offset=offset,
+                total=size,
+                expected=digest,
+                labels=dict(labels),
+            )
+        )
         await call.done_writing()
         return True
     except grpc.RpcError as exc:
         raise conn.error(exc, conn.content.Write) from None
     finally:
         call.cancel()
-

@@ -25,7 +25,7 @@ _HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "reg
 
 @attrs.frozen
 class Credentials:
-    """A username and a secret (password or token). ``identity_token`` is an OAuth2 refresh token."""
+    """A username and a secret; ``identity_token`` is an OAuth2 refresh token."""
 
     username: str = ""
     password: str = attrs.field(default="", repr=False)
@@ -84,9 +84,9 @@ def _from_auth_entry(entry: Mapping[str, object], path: Path, key: str) -> Crede
         except (binascii.Error, UnicodeDecodeError):
             raise AuthError(f"the 'auth' entry for {key} in {path} is not valid base64") from None
         return Credentials(user, password, token)
-    username, password = entry.get("username"), entry.get("password")
+    username, secret = entry.get("username"), entry.get("password")
     if isinstance(username, str) and username:
-        return Credentials(username, str(password or ""), token)
+        return Credentials(username, str(secret or ""), token)
     if token:
         return Credentials("", "", token)
     return None
@@ -117,7 +117,9 @@ def from_helper(helper: str, server: str, *, missing_ok: bool = False) -> Creden
         data = json.loads(proc.stdout)
         username, secret = str(data.get("Username", "")), str(data.get("Secret", ""))
     except (ValueError, AttributeError):
-        raise AuthError(f"credential helper {program} returned something that is not JSON") from None
+        raise AuthError(
+            f"credential helper {program} returned something that is not JSON"
+        ) from None
     if username == "<token>":
         return Credentials("", "", secret)
     return Credentials(username, secret)

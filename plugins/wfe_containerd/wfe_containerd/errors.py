@@ -22,7 +22,9 @@ class ConnectError(ContainerdError):
 class RPCError(ContainerdError):
     """A containerd call failed. ``code`` is the gRPC status code, ``method`` the call."""
 
-    def __init__(self, message: str, *, code: grpc.StatusCode | None = None, method: str = "") -> None:
+    def __init__(
+        self, message: str, *, code: grpc.StatusCode | None = None, method: str = ""
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.method = method

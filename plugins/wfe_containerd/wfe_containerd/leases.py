@@ -7,6 +7,7 @@ process stops protecting anything after a while, and our run labels, so ``wfe gc
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import secrets
 from collections.abc import Mapping
@@ -19,7 +20,10 @@ EXPIRE_LABEL = "containerd.io/gc.expire"
 
 
 async def create_lease(
-    conn: Connection, prefix: str, *, expire_seconds: float = 3600.0,
+    conn: Connection,
+    prefix: str,
+    *,
+    expire_seconds: float = 3600.0,
     labels: Mapping[str, str] | None = None,
 ) -> str:
     """Create a lease with a unique id starting with ``prefix``; returns the id."""
@@ -32,7 +36,5 @@ async def create_lease(
 
 async def delete_lease(conn: Connection, lease_id: str, *, sync: bool = False) -> None:
     """Delete a lease; one that is gone already is fine."""
-    try:
+    with contextlib.suppress(NotFoundError):
         await conn.call(conn.leases.Delete, leases_pb2.DeleteRequest(id=lease_id, sync=sync))
-    except NotFoundError:
-        pass

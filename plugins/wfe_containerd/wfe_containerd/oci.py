@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-
 from wfe_containerd.errors import PullError
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -76,8 +75,15 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386",
-                 "i686": "386", "armhf": "arm", "armel": "arm"}
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "i386": "386",
+    "i686": "386",
+    "armhf": "arm",
+    "armel": "arm",
+}
 
 
 def normalize_platform(os_name: str, arch: str, variant: str = "") -> Platform:
@@ -135,7 +141,7 @@ def select_manifest(manifests: Sequence[Descriptor], target: Platform) -> Descri
 
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
-    """The snapshot chain IDs of a layer stack: chain[0]=diff[0], chain[i]=sha256(chain[i-1] diff[i])."""
+    """Snapshot chain IDs: chain[0]=diff[0], chain[i]=sha256(chain[i-1] + " " + diff[i])."""
     chain: list[str] = []
     for diff_id in diff_ids:
         if not chain:
@@ -176,7 +182,8 @@ class ImageConfig:
             stop_signal=str(cfg.get("StopSignal") or ""),
             diff_ids=tuple(rootfs.get("diff_ids") or ()),
             platform=normalize_platform(
-                str(data.get("os", "")), str(data.get("architecture", "")),
+                str(data.get("os", "")),
+                str(data.get("architecture", "")),
                 str(data.get("variant", "")),
             ),
         )

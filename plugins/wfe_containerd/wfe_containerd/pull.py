@@ -124,9 +124,17 @@ def _bytes_source(data: bytes) -> Callable[[int], AsyncIterator[bytes]]:
 
 
 class _Puller:
-    def __init__(self, conn: Connection, ref: Reference, registry: RegistryClient, *,
-                 snapshotter: str, platform: Platform, lease: str,
-                 progress: ProgressCallback | None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        ref: Reference,
+        registry: RegistryClient,
+        *,
+        snapshotter: str,
+        platform: Platform,
+        lease: str,
+        progress: ProgressCallback | None,
+    ) -> None:
         self.conn = conn
         self.ref = ref
         self.registry = registry
@@ -138,22 +146,36 @@ class _Puller:
 
     def _report(self, desc: Descriptor, current: int, status: str) -> None:
         if self.progress:
-            self.progress(PullProgress(str(self.ref), desc.digest, desc.media_type, current,
-                                       desc.size, status))
+            self.progress(
+                PullProgress(
+                    str(self.ref), desc.digest, desc.media_type, current, desc.size, status
+                )
+            )
 
-    async def _store_small(self, kind: str, desc: Descriptor, data: bytes,
-                           labels: Mapping[str, str]) -> None:
-        await write_blob(self.conn, ref=f"{kind}-{desc.digest}", digest=desc.digest,
-                         size=desc.size, source=_bytes_source(data),
-                         labels={**self.source_labels, **labels}, lease=self.lease)
+    async def _store_small(
+        self, kind: str, desc: Descriptor, data: bytes, labels: Mapping[str, str]
+    ) -> None:
+        await write_blob(
+            self.conn,
+            ref=f"{kind}-{desc.digest}",
+            digest=desc.digest,
+            size=desc.size,
+            source=_bytes_source(data),
+            labels={**self.source_labels, **labels},
+            lease=self.lease,
+        )
 
     async def _fetch_layer(self, desc: Descriptor, gate: asyncio.Semaphore) -> None:
         async with gate:
             self._report(desc, 0, "downloading")
             written = await write_blob(
-                self.conn, ref=f"layer-{desc.digest}", digest=desc.digest, size=desc.size,
+                self.conn,
+                ref=f"layer-{desc.digest}",
+                digest=desc.digest,
+                size=desc.size,
                 source=_registry_source(self.registry, self.ref.path, desc),
-                labels=self.source_labels, lease=self.lease,
+                labels=self.source_labels,
+                lease=self.lease,
                 on_progress=lambda n: self._report(desc, n, "downloading"),
             )
             self._report(desc, desc.size, "done" if written else "exists")
@@ -162,8 +184,10 @@ class _Puller:
         ref, reg = self.ref, self.registry
         top = await asyncio.to_thread(reg.resolve, ref.path, ref.object)
         if top.media_type in MEDIA_SCHEMA1:
-            raise PullError(f"{ref} is a Docker schema 1 image, which is not supported; "
-                            "push it again with a current client")
+            raise PullError(
+                f"{ref} is a Docker schema 1 image, which is not supported; "
+                "push it again with a current client"
+            )
         raw = await asyncio.to_thread(reg.fetch_manifest, ref.path, top)
         manifest_desc, manifest_raw = top, raw
         if top.media_type in INDEX_TYPES:
@@ -171,10 +195,12 @@ class _Puller:
             chosen = select_manifest(children, self.platform)
             if chosen is None:
                 offered = ", ".join(str(c.platform) for c in children if c.platform) or "none"
-                raise PullError(f"{ref} has no image for platform {self.platform} "
-                                f"(it offers: {offered})")
-            labels = {f"containerd.io/gc.ref.content.m.{i}": c.digest
-                      for i, c in enumerate(children)}
+                raise PullError(
+                    f"{ref} has no image for platform {self.platform} (it offers: {offered})"
+                )
+            labels = {
+                f"containerd.io/gc.ref.content.m.{i}": c.digest for i, c in enumerate(children)
+            }
             await self._store_small("index", top, raw, labels)
             manifest_desc = chosen
             manifest_raw = await asyncio.to_thread(reg.fetch_manifest, ref.path, chosen)
@@ -184,11 +210,14 @@ class _Puller:
         config_raw = await asyncio.to_thread(reg.fetch_blob_bytes, ref.path, config_desc)
         config = ImageConfig.from_json(config_raw)
         if len(config.diff_ids) != len(layers):
-            raise PullError(f"{ref}: the manifest lists {len(layers)} layers but the config has "
-                            f"{len(config.diff_ids)} diff_ids")
+            raise PullError(
+                f"{ref}: the manifest lists {len(layers)} layers but the config has "
+                f"{len(config.diff_ids)} diff_ids"
+            )
         labels = {"containerd.io/gc.ref.content.config": config_desc.digest}
-        labels.update({f"containerd.io/gc.ref.content.l.{i}": layer.digest
-                       for i, layer in enumerate(layers)})
+        labels.update(
+            {f"containerd.io/gc.ref.content.l.{i}": layer.digest for i, layer in enumerate(layers)}
+        )
         await self._store_small("manifest", manifest_desc, manifest_raw, labels)
         await self._store_small("config", config_desc, config_raw, {})
 
@@ -205,15 +234,20 @@ class _Puller:
             await asyncio.gather(*fetches, return_exceptions=True)
         top_chain = chain[-1] if chain else ""
         if top_chain:
-            await update_labels(self.conn, config_desc.digest,
-                                {f"containerd.io/gc.ref.snapshot.{self.snapshotter}": top_chain},
-                                self.lease)
+            await update_labels(
+                self.conn,
+                config_desc.digest,
+                {f"containerd.io/gc.ref.snapshot.{self.snapshotter}": top_chain},
+                self.lease,
+            )
         await self._save_record(top)
-        return Image(str(ref), top, manifest_desc, config_desc.digest, config, tuple(layers),
-                     top_chain)
+        return Image(
+            str(ref), top, manifest_desc, config_desc.digest, config, tuple(layers), top_chain
+        )
 
-    async def _unpack(self, index: int, layer: Descriptor, diff_id: str,
-                      chain: Sequence[str]) -> None:
+    async def _unpack(
+        self, index: int, layer: Descriptor, diff_id: str, chain: Sequence[str]
+    ) -> None:
         conn, sn = self.conn, self.snapshotter
         parent = chain[index - 1] if index else ""
         labels = {"containerd.io/snapshot.ref": chain[index]}
@@ -222,48 +256,75 @@ class _Puller:
                 break
             key = f"extract-{time.time_ns()}-{secrets.token_hex(4)} {chain[index]}"
             try:
-                prepared = await conn.call(conn.snapshots.Prepare, snapshots_pb2.PrepareSnapshotRequest(
-                    snapshotter=sn, key=key, parent=parent, labels=labels), lease=self.lease)
+                prepared = await conn.call(
+                    conn.snapshots.Prepare,
+                    snapshots_pb2.PrepareSnapshotRequest(
+                        snapshotter=sn, key=key, parent=parent, labels=labels
+                    ),
+                    lease=self.lease,
+                )
             except AlreadyExistsError:
                 continue
             try:
                 self._report(layer, layer.size, "unpacking")
-                applied = await conn.call(conn.diff.Apply, diff_pb2.ApplyRequest(
-                    diff=descriptor_pb2.Descriptor(media_type=layer.media_type,
-                                                   digest=layer.digest, size=layer.size),
-                    mounts=prepared.mounts), lease=self.lease)
+                applied = await conn.call(
+                    conn.diff.Apply,
+                    diff_pb2.ApplyRequest(
+                        diff=descriptor_pb2.Descriptor(
+                            media_type=layer.media_type, digest=layer.digest, size=layer.size
+                        ),
+                        mounts=prepared.mounts,
+                    ),
+                    lease=self.lease,
+                )
                 if applied.applied.digest != diff_id:
-                    raise PullError(f"layer {layer.digest} of {self.ref} unpacked to "
-                                    f"{applied.applied.digest}, but the config says {diff_id}")
+                    raise PullError(
+                        f"layer {layer.digest} of {self.ref} unpacked to "
+                        f"{applied.applied.digest}, but the config says {diff_id}"
+                    )
                 try:
-                    await conn.call(conn.snapshots.Commit, snapshots_pb2.CommitSnapshotRequest(
-                        snapshotter=sn, name=chain[index], key=key, labels=labels),
-                        lease=self.lease)
+                    await conn.call(
+                        conn.snapshots.Commit,
+                        snapshots_pb2.CommitSnapshotRequest(
+                            snapshotter=sn, name=chain[index], key=key, labels=labels
+                        ),
+                        lease=self.lease,
+                    )
                 except AlreadyExistsError:
                     await _remove_snapshot(conn, sn, key)
             except BaseException:
                 await asyncio.shield(_remove_snapshot(conn, sn, key))
                 raise
             break
-        await update_labels(conn, layer.digest, {"containerd.io/uncompressed": diff_id},
-                            self.lease)
+        await update_labels(conn, layer.digest, {"containerd.io/uncompressed": diff_id}, self.lease)
         self._report(layer, layer.size, "unpacked")
 
     async def _save_record(self, target: Descriptor) -> None:
-        image = images_pb2.Image(name=str(self.ref), target=descriptor_pb2.Descriptor(
-            media_type=target.media_type, digest=target.digest, size=target.size))
+        image = images_pb2.Image(
+            name=str(self.ref),
+            target=descriptor_pb2.Descriptor(
+                media_type=target.media_type, digest=target.digest, size=target.size
+            ),
+        )
         try:
-            await self.conn.call(self.conn.images.Create,
-                                 images_pb2.CreateImageRequest(image=image), lease=self.lease)
+            await self.conn.call(
+                self.conn.images.Create,
+                images_pb2.CreateImageRequest(image=image),
+                lease=self.lease,
+            )
         except AlreadyExistsError:
-            await self.conn.call(self.conn.images.Update,
-                                 images_pb2.UpdateImageRequest(image=image), lease=self.lease)
+            await self.conn.call(
+                self.conn.images.Update,
+                images_pb2.UpdateImageRequest(image=image),
+                lease=self.lease,
+            )
 
 
 async def snapshot_exists(conn: Connection, snapshotter: str, key: str) -> bool:
     try:
-        await conn.call(conn.snapshots.Stat,
-                        snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key))
+        await conn.call(
+            conn.snapshots.Stat, snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key)
+        )
     except NotFoundError:
         return False
     return True
@@ -271,8 +332,10 @@ async def snapshot_exists(conn: Connection, snapshotter: str, key: str) -> bool:
 
 async def _remove_snapshot(conn: Connection, snapshotter: str, key: str) -> None:
     with contextlib.suppress(NotFoundError):
-        await conn.call(conn.snapshots.Remove,
-                        snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key))
+        await conn.call(
+            conn.snapshots.Remove,
+            snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key),
+        )
 
 
 async def pull_image(
@@ -294,15 +357,25 @@ async def pull_image(
     registry = RegistryClient(reference.api_host, credentials=found, plain_http=insecure)
     lease = await create_lease(conn, "wfe-pull", labels=lease_labels)
     try:
-        puller = _Puller(conn, reference, registry, snapshotter=snapshotter,
-                         platform=platform or host_platform(), lease=lease, progress=progress)
+        puller = _Puller(
+            conn,
+            reference,
+            registry,
+            snapshotter=snapshotter,
+            platform=platform or host_platform(),
+            lease=lease,
+            progress=progress,
+        )
         return await puller.run()
     finally:
         await asyncio.shield(delete_lease(conn, lease))
 
 
 async def load_image(
-    conn: Connection, ref: str, *, snapshotter: str = DEFAULT_SNAPSHOTTER,
+    conn: Connection,
+    ref: str,
+    *,
+    snapshotter: str = DEFAULT_SNAPSHOTTER,
     platform: Platform | None = None,
 ) -> Image | None:
     """The image named ``ref`` if it is fully present (content and unpacked snapshot), else None."""
@@ -317,8 +390,9 @@ async def load_image(
         manifest_desc = target
         raw = await read_blob(conn, target.digest)
         if target.media_type in INDEX_TYPES:
-            chosen = select_manifest(parse_index(raw, f"index of {name}"),
-                                     platform or host_platform())
+            chosen = select_manifest(
+                parse_index(raw, f"index of {name}"), platform or host_platform()
+            )
             if chosen is None:
                 return None
             manifest_desc = chosen
@@ -335,15 +409,25 @@ async def load_image(
 
 
 async def ensure_image(
-    conn: Connection, ref: str, *, policy: str = "if-not-present",
-    snapshotter: str = DEFAULT_SNAPSHOTTER, **pull_options: object,
+    conn: Connection,
+    ref: str,
+    *,
+    policy: str = "if-not-present",
+    snapshotter: str = DEFAULT_SNAPSHOTTER,
+    platform: Platform | None = None,
+    credentials: Mapping[str, Credentials] | None = None,
+    insecure_registries: Sequence[str] = (),
+    docker_config: Path | None = None,
+    progress: ProgressCallback | None = None,
+    lease_labels: Mapping[str, str] | None = None,
 ) -> Image:
     """Apply a pull policy: ``always``, ``if-not-present`` or ``never``."""
     if policy not in ("always", "if-not-present", "never"):
-        raise ContainerdError(f"unknown pull policy {policy!r}: use always, if-not-present or never")
+        raise ContainerdError(
+            f"unknown pull policy {policy!r}: use always, if-not-present or never"
+        )
     if policy != "always":
-        image = await load_image(conn, ref, snapshotter=snapshotter,
-                                 platform=pull_options.get("platform"))  # type: ignore[arg-type]
+        image = await load_image(conn, ref, snapshotter=snapshotter, platform=platform)
         if image is not None:
             return image
         if policy == "never":
@@ -352,4 +436,14 @@ async def ensure_image(
                 f"{conn.address} (namespace {conn.namespace!r}, snapshotter {snapshotter!r}) and "
                 "the pull policy is 'never'; pull it first or set pull: if-not-present"
             )
-    return await pull_image(conn, ref, snapshotter=snapshotter, **pull_options)  # type: ignore[arg-type]
+    return await pull_image(
+        conn,
+        ref,
+        snapshotter=snapshotter,
+        platform=platform,
+        credentials=credentials,
+        insecure_registries=insecure_registries,
+        docker_config=docker_config,
+        progress=progress,
+        lease_labels=lease_labels,
+    )

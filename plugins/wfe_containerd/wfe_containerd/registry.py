@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-
 from wfe_containerd.credentials import Credentials
 from wfe_containerd.errors import AuthError, ImageNotFoundError, RegistryError
 from wfe_containerd.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, Descriptor, detect_media_type
@@ -58,8 +57,10 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """``Bearer realm="...",service="..."`` → ``("bearer", {"realm": ..., ...})``."""
     scheme, _, rest = header.strip().partition(" ")
-    params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
-              for m in _CHALLENGE_PARAM.finditer(rest)}
+    params = {
+        m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
+        for m in _CHALLENGE_PARAM.finditer(rest)
+    }
     return scheme.lower(), params
 
 
@@ -72,8 +73,9 @@ class _Token:
 class BlobStream:
     """An open blob download. ``read(n)`` returns at most n bytes, ``b""`` at the end."""
 
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
-                 skip: int) -> None:
+    def __init__(
+        self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse, skip: int
+    ) -> None:
         self._conn = conn
         self._response = response
         self._skip = skip
@@ -141,16 +143,22 @@ class RegistryClient:
         raw, media = self._get_manifest(repo, obj)
         digest = "sha256:" + hashlib.sha256(raw).hexdigest()
         if obj.startswith("sha256:") and obj != digest:
-            raise RegistryError(f"registry {self.host} returned content for {obj} with digest {digest}")
+            raise RegistryError(
+                f"registry {self.host} returned content for {obj} with digest {digest}"
+            )
         return Descriptor(media, digest, len(raw))
 
     def fetch_manifest(self, repo: str, desc: Descriptor) -> bytes:
         """A manifest or index by digest, verified against the descriptor."""
-        raw, _ = self._get_manifest(repo, desc.digest, accept=f"{desc.media_type}, {ACCEPT_MANIFESTS}")
+        raw, _ = self._get_manifest(
+            repo, desc.digest, accept=f"{desc.media_type}, {ACCEPT_MANIFESTS}"
+        )
         verify(raw, desc, self.host)
         return raw
 
-    def fetch_blob_bytes(self, repo: str, desc: Descriptor, limit: int = MAX_MANIFEST_BYTES) -> bytes:
+    def fetch_blob_bytes(
+        self, repo: str, desc: Descriptor, limit: int = MAX_MANIFEST_BYTES
+    ) -> bytes:
         """A small blob (an image config) read into memory and verified."""
         if desc.size > limit:
             raise RegistryError(f"blob {desc.digest} is {desc.size} bytes, over the {limit} limit")
@@ -180,7 +188,9 @@ class RegistryClient:
         body = resp.read(2048)
         conn.close()
         if resp.status == 404:
-            raise RegistryError(f"blob {desc.digest} of {self.host}/{repo} not found in the registry")
+            raise RegistryError(
+                f"blob {desc.digest} of {self.host}/{repo} not found in the registry"
+            )
         raise RegistryError(
             f"registry {self.host} answered HTTP {resp.status} fetching blob {desc.digest}: "
             f"{body.decode(errors='replace')[:200]}"
@@ -194,7 +204,9 @@ class RegistryClient:
             f"image {self.host}/{repo}{sep}{obj} not found in registry {self.scheme}://{self.host}"
         )
 
-    def _get_manifest(self, repo: str, obj: str, accept: str = ACCEPT_MANIFESTS) -> tuple[bytes, str]:
+    def _get_manifest(
+        self, repo: str, obj: str, accept: str = ACCEPT_MANIFESTS
+    ) -> tuple[bytes, str]:
         conn, resp = self._request("GET", f"/v2/{repo}/manifests/{obj}", {"Accept": accept}, repo)
         try:
             if resp.status == 404:
@@ -259,7 +271,9 @@ class RegistryClient:
                 hint = ""
                 if isinstance(exc, ssl.SSLError) or "record layer" in str(exc).lower():
                     hint = " (if the registry speaks plain http, list it in insecure_registries)"
-                raise RegistryError(f"cannot reach registry {parts.scheme}://{parts.netloc}: {exc}{hint}") from None
+                raise RegistryError(
+                    f"cannot reach registry {parts.scheme}://{parts.netloc}: {exc}{hint}"
+                ) from None
             if resp.status in (301, 302, 303, 307, 308):
                 location = resp.getheader("Location") or ""
                 resp.read()
@@ -329,8 +343,9 @@ class RegistryClient:
             raise AuthError(f"token server {parts.netloc} for registry {self.host} sent no token")
         return token, int(data.get("expires_in") or 60)
 
-    def _send_token(self, url: str, headers: dict[str, str], auth: str | None
-                    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    def _send_token(
+        self, url: str, headers: dict[str, str], auth: str | None
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         # The realm is another origin in general: the credentials are meant for it explicitly.
         parts = urllib.parse.urlsplit(url)
         conn = self._connect(parts.scheme, parts.netloc)
@@ -338,7 +353,9 @@ class RegistryClient:
         if auth:
             sent["Authorization"] = auth
         try:
-            conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=sent)
+            conn.request(
+                "GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=sent
+            )
             return conn, conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
@@ -361,4 +378,6 @@ def verify(data: bytes, desc: Descriptor, host: str) -> None:
         raise RegistryError(f"unsupported digest algorithm {algorithm!r} in {desc.digest}")
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
-        raise RegistryError(f"digest mismatch from {host}: expected {desc.digest}, got sha256:{actual}")
+        raise RegistryError(
+            f"digest mismatch from {host}: expected {desc.digest}, got sha256:{actual}"
+        )

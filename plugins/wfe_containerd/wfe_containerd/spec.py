@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-
 from wfe_containerd.oci import ImageConfig
 from wfe_containerd.userdb import ResolvedUser
 
@@ -23,26 +22,65 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 CPU_PERIOD = 100_000
 
 _CAPABILITIES = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ]
 
 _DEFAULT_MOUNTS: list[dict[str, Any]] = [
-    {"destination": "/proc", "type": "proc", "source": "proc",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-     "options": ["nosuid", "noexec", "nodev", "ro"]},
-    {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {
+        "destination": "/proc",
+        "type": "proc",
+        "source": "proc",
+        "options": ["nosuid", "noexec", "nodev"],
+    },
+    {
+        "destination": "/dev",
+        "type": "tmpfs",
+        "source": "tmpfs",
+        "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+    },
+    {
+        "destination": "/dev/pts",
+        "type": "devpts",
+        "source": "devpts",
+        "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+    },
+    {
+        "destination": "/dev/shm",
+        "type": "tmpfs",
+        "source": "shm",
+        "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+    },
+    {
+        "destination": "/dev/mqueue",
+        "type": "mqueue",
+        "source": "mqueue",
+        "options": ["nosuid", "noexec", "nodev"],
+    },
+    {
+        "destination": "/sys",
+        "type": "sysfs",
+        "source": "sysfs",
+        "options": ["nosuid", "noexec", "nodev", "ro"],
+    },
+    {
+        "destination": "/run",
+        "type": "tmpfs",
+        "source": "tmpfs",
+        "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+    },
 ]
 
 _DEVICES = [(1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 1), (136, None), (5, 2)]
@@ -63,8 +101,9 @@ def default_spec(namespace: str, container_id: str) -> dict[str, Any]:
             "args": [],
             "env": [DEFAULT_PATH],
             "cwd": "/",
-            "capabilities": {name: list(_CAPABILITIES)
-                             for name in ("bounding", "effective", "permitted")},
+            "capabilities": {
+                name: list(_CAPABILITIES) for name in ("bounding", "effective", "permitted")
+            },
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
         },
@@ -75,12 +114,23 @@ def default_spec(namespace: str, container_id: str) -> dict[str, Any]:
             "cgroupsPath": f"/{namespace}/{container_id}",
             "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")],
             "maskedPaths": [
-                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/acpi",
+                "/proc/asound",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/sys/firmware",
                 "/proc/scsi",
             ],
             "readonlyPaths": [
-                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
             ],
         },
     }
@@ -122,10 +172,11 @@ def swap_accounting() -> bool:
 
 
 def merge_env(base: Iterable[str], overrides: Mapping[str, str] | Iterable[str]) -> list[str]:
-    """Apply ``overrides`` to ``base`` by key: replace in place, append new, ``KEY`` alone deletes."""
+    """Apply ``overrides`` by key: replace in place, append new ones; a bare ``KEY`` deletes."""
     result = list(base)
     items = (
-        [f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping)
+        [f"{k}={v}" for k, v in overrides.items()]
+        if isinstance(overrides, Mapping)
         else list(overrides)
     )
     for item in items:
@@ -162,7 +213,9 @@ def build_spec(
     process = spec["process"]
     process["args"] = process_args(image, options)
     if not process["args"]:
-        raise ValueError("nothing to run: the image has no Entrypoint or Cmd and no command was given")
+        raise ValueError(
+            "nothing to run: the image has no Entrypoint or Cmd and no command was given"
+        )
     process["env"] = merge_env(list(image.env) or [DEFAULT_PATH], options.env)
     process["cwd"] = options.working_dir or image.working_dir or "/"
     process["user"] = {"uid": user.uid, "gid": user.gid}
@@ -183,8 +236,9 @@ def build_spec(
     if options.network == "host":
         linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
         for path in ("/etc/hosts", "/etc/resolv.conf"):
-            spec["mounts"].append({"destination": path, "type": "bind", "source": path,
-                                   "options": ["rbind", "ro"]})
+            spec["mounts"].append(
+                {"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro"]}
+            )
         if options.hostname is None:
             process["env"] = merge_env(process["env"], {"HOSTNAME": socket.gethostname()})
     elif options.network != "none":
@@ -194,10 +248,14 @@ def build_spec(
     elif options.network == "none":
         spec["hostname"] = container_id[:63]
     for mount in options.mounts:
-        spec["mounts"].append({
-            "destination": mount.destination, "type": "bind", "source": mount.source,
-            "options": ["rbind", "ro" if mount.readonly else "rw"],
-        })
+        spec["mounts"].append(
+            {
+                "destination": mount.destination,
+                "type": "bind",
+                "source": mount.source,
+                "options": ["rbind", "ro" if mount.readonly else "rw"],
+            }
+        )
     if options.read_only_rootfs:
         spec["root"]["readonly"] = True
     return spec

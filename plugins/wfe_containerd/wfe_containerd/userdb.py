@@ -13,7 +13,6 @@ import tempfile
 from collections.abc import Sequence
 
 import attrs
-
 from wfe_containerd.connection import Connection
 from wfe_containerd.content import iter_blob
 from wfe_containerd.errors import RunError
@@ -85,8 +84,10 @@ def resolve_user(user: str, passwd: str | None, group: str | None) -> ResolvedUs
         match = next((u for u in users if u.name == name), None)
         if match is None:
             where = "its /etc/passwd" if passwd is not None else "it (the image has no /etc/passwd)"
-            raise RunError(f"user {name!r} is not defined in the image: no entry in {where}; "
-                           "use a numeric uid:gid or a user the image defines")
+            raise RunError(
+                f"user {name!r} is not defined in the image: no entry in {where}; "
+                "use a numeric uid:gid or a user the image defines"
+            )
         uid, gid = match.uid, match.gid
     if grp:
         if grp.isdigit():
@@ -149,8 +150,9 @@ async def read_image_files(
     return result
 
 
-async def resolve_image_user(conn: Connection, layers: Sequence[Descriptor], user: str
-                             ) -> ResolvedUser:
+async def resolve_image_user(
+    conn: Connection, layers: Sequence[Descriptor], user: str
+) -> ResolvedUser:
     """Resolve ``user`` against the image's own passwd and group files."""
     if not needs_lookup(user):
         name, _, grp = user.partition(":")

@@ -1,0 +1,183 @@
+"""The ``containerd`` step: pull if needed, run one container, stream its output, collect outputs.
+
+The plugin object is what the ``wfe.executors`` entry point names. Importing this module is cheap:
+grpc and the client are imported only when a step actually runs, so validating a workflow does not
+load them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from wfe_containerd.config import (
+    ContainerdConfig,
+    parse_cpu,
+    parse_duration,
+    parse_memory,
+    validate,
+)
+
+from wfe_core.contracts import (
+    ExecutionResult,
+    ExecutorPlugin,
+    JSONValue,
+    ProgressEvent,
+    StepBody,
+    StepContext,
+    StepFailed,
+)
+from wfe_core.process_output import OutputCapture, parse_output_file, process_outputs
+
+if TYPE_CHECKING:
+    from wfe_containerd.pull import PullProgress
+
+OUTPUT_FILE_TARGET = "/run/wfe/output"
+"""Where ``$WFE_OUTPUT`` points inside the container (a bind-mounted host file)."""
+
+
+def _describe_timeout(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+class ContainerdStep(StepBody):
+    """One execution of a containerd step."""
+
+    def __init__(self, config: ContainerdConfig) -> None:
+        self.config = config
+
+    async def run(self, ctx: StepContext) -> ExecutionResult:
+        from wfe_containerd.errors import ContainerdError
+        from wfe_containerd.reference import ReferenceError
+
+        try:
+            return await self._run(ctx)
+        except (ContainerdError, ReferenceError, ValueError) as exc:
+            raise StepFailed(str(exc)) from None
+
+    async def _run(self, ctx: StepContext) -> ExecutionResult:
+        from wfe_containerd import labels as owner
+        from wfe_containerd.client import Client, new_container_id
+        from wfe_containerd.connection import TLSConfig
+        from wfe_containerd.credentials import Credentials
+        from wfe_containerd.oci import parse_platform
+        from wfe_containerd.spec import BindMount, RunOptions
+
+        cfg = self.config
+        tls = TLSConfig(cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
+        timeout = parse_duration(cfg.timeout) if cfg.timeout is not None else None
+        if ctx.timeout is not None:
+            timeout = ctx.timeout if timeout is None else min(timeout, ctx.timeout)
+        mounts = []
+        for volume in cfg.volumes:
+            source = ctx.resolve_path(volume.source)
+            if not source.exists():
+                raise StepFailed(f"volume source {str(source)!r} does not exist")
+            mounts.append(BindMount(str(source), volume.target, volume.readonly))
+        args = ["/bin/sh", "-c", cfg.run] if cfg.run is not None else list(cfg.command or [])
+        options = RunOptions(
+            args=args,
+            env={**cfg.env, "WFE_OUTPUT": OUTPUT_FILE_TARGET},
+            working_dir=cfg.working_dir,
+            user=cfg.user,
+            mounts=mounts,
+            network=cfg.network,
+            memory_bytes=parse_memory(cfg.memory) if cfg.memory is not None else None,
+            cpus=parse_cpu(cfg.cpu) if cfg.cpu is not None else None,
+            hostname=cfg.hostname,
+            read_only_rootfs=cfg.read_only_rootfs,
+        )
+        labels = {
+            **owner.owner_labels(ctx.run_id, ctx.step_name),
+            "wfe.workflow": ctx.workflow_id[:256],
+            "wfe.attempt": str(ctx.attempt),
+        }
+        credentials = {
+            host: Credentials(a.username, a.password) for host, a in cfg.registry_auth.items()
+        }
+
+        def on_progress(p: PullProgress) -> None:
+            ctx.progress(
+                ProgressEvent(
+                    "pull",
+                    p.digest,
+                    {
+                        "name": p.image,
+                        "state": p.status,
+                        "current": p.current,
+                        "total": p.total,
+                        "media_type": p.media_type,
+                    },
+                )
+            )
+
+        capture = OutputCapture()
+
+        def on_output(stream: str, text: str) -> None:
+            capture.feed(stream, text)
+            ctx.log(stream, text)
+
+        file_outputs: dict[str, str] = {}
+
+        def on_output_file(path: Path) -> None:
+            file_outputs.update(parse_output_file(path))
+
+        async with Client(cfg.containerd_addr, namespace=cfg.namespace, tls=tls) as client:
+            image = await client.ensure_image(
+                cfg.image,
+                policy=cfg.pull,
+                snapshotter=cfg.snapshotter,
+                credentials=credentials,
+                insecure_registries=cfg.insecure_registries,
+                progress=on_progress,
+                labels=labels,
+                **({"platform": parse_platform(cfg.platform)} if cfg.platform else {}),
+            )
+            result = await client.run(
+                image,
+                options,
+                container_id=new_container_id(ctx.step_name),
+                on_output=on_output,
+                timeout=timeout,
+                grace_period=parse_duration(cfg.grace_period),
+                snapshotter=cfg.snapshotter,
+                labels=labels,
+                output_file_target=OUTPUT_FILE_TARGET,
+                on_output_file=on_output_file,
+            )
+        outputs: dict[str, JSONValue] = process_outputs(capture, result.exit_code, None)
+        outputs.update(file_outputs)
+        if result.timed_out:
+            raise StepFailed(
+                f"container timed out after {_describe_timeout(timeout or 0)} and was stopped "
+                f"(stop signal, then SIGKILL after a {cfg.grace_period} grace period)",
+                outputs=outputs,
+            )
+        if result.oom_killed:
+            raise StepFailed(
+                f"container was killed by the kernel's OOM killer (out of memory): it exceeded "
+                f"its memory limit of {cfg.memory or 'the host'}; raise 'memory' or use less",
+                outputs=outputs,
+            )
+        if result.exit_code != 0:
+            tail = capture.tail("stderr", 20)
+            message = f"container exited with code {result.exit_code}"
+            if tail:
+                message += f"; last stderr lines:\n{tail}"
+            raise StepFailed(message, outputs=outputs)
+        return ExecutionResult(outputs=outputs)
+
+
+def _create(config: ContainerdConfig) -> StepBody:
+    return ContainerdStep(config)
+
+
+plugin = ExecutorPlugin(
+    name="containerd",
+    config_type=ContainerdConfig,
+    create=_create,
+    validators=(validate,),
+    description="Run a command in a container with containerd (pulls the image itself)",
+)
+
+__all__ = ["ContainerdStep", "plugin"]
