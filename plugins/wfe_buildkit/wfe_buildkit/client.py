@@ -30,6 +30,7 @@ import attrs
 import grpc
 
 from wfe_buildkit._pb import control_pb2, control_pb2_grpc
+from wfe_buildkit.address import Address, TLSConfig, parse_address
 from wfe_buildkit.dockerfile import DockerfileBuild, locator, solve_opt
 from wfe_buildkit.errors import (
     BuildCancelled,
@@ -46,7 +47,7 @@ from wfe_buildkit.filesync import TransferStats
 from wfe_buildkit.progress import LogEvent, StatusEvent, TransferEvent, VertexEvent, render_plain
 from wfe_buildkit.session import RegistryCredentials
 from wfe_buildkit.solve import CacheEntry, Export, SolveOpt, SolveResult, run_solve
-from wfe_buildkit.transport import Address, TLSConfig, Transport, parse_address
+from wfe_buildkit.transport import Transport
 
 CONNECT_TIMEOUT = 5.0
 
@@ -117,7 +118,7 @@ class Client:
     async def _stub(self) -> control_pb2_grpc.ControlStub:
         try:
             channel = await asyncio.wait_for(self.transport.channel(), self.connect_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DaemonConnectionError(
                 self.address.raw, f"no answer within {self.connect_timeout:g}s"
             ) from None
@@ -181,7 +182,7 @@ class Client:
             for r in response.record
         ]
 
-    async def prune(self, *, all: bool = False) -> int:  # noqa: A002 - mirrors buildctl
+    async def prune(self, *, all: bool = False) -> int:
         """Prune the build cache; returns the number of records removed."""
         stub = await self._stub()
         count = 0

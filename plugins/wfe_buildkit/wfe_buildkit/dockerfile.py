@@ -83,7 +83,9 @@ def solve_opt(
             entitlements.append("network.host")
     cache_imports = [CacheEntry("registry", {"ref": ref}) for ref in build.cache_from]
     cache_exports = [
-        CacheEntry("inline", {}) if ref == "inline" else CacheEntry("registry", {"ref": ref, "mode": "max"})
+        CacheEntry("inline", {})
+        if ref == "inline"
+        else CacheEntry("registry", {"ref": ref, "mode": "max"})
         for ref in build.cache_to
     ]
     return SolveOpt(
@@ -155,4 +157,11 @@ def locator(dockerfile: Path) -> Callable[[str], str | None]:
     return locate
 
 
-__all__ = ["NETWORK_MODES", "DockerfileBuild", "check_paths", "instructions", "locator", "solve_opt"]
+__all__ = [
+    "NETWORK_MODES",
+    "DockerfileBuild",
+    "check_paths",
+    "instructions",
+    "locator",
+    "solve_opt",
+]

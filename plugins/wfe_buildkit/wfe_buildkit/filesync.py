@@ -16,6 +16,7 @@ Memory stays bounded: file bytes are read in 1 MiB slices off the event loop and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import stat as statmod
@@ -262,10 +263,8 @@ class _Tree:
     def mkdir(self, rel: str, mode: int, mtime: int) -> None:
         fd, name = self.parent(rel)
         self._clear(fd, name, want_dir=True)
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o700, dir_fd=fd)
-        except FileExistsError:
-            pass
         dfd = self._open_dir(rel)
         os.fchmod(dfd, posix_permissions(mode))
         self.dir_times.append((rel, mtime))

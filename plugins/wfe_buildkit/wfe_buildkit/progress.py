@@ -20,7 +20,7 @@ MAX_LINE = 4096
 
 @attrs.frozen
 class VertexEvent:
-    """A vertex changed state: ``started``, ``completed``, ``cached``, ``failed`` or ``canceled``."""
+    """A vertex changed state: started, completed, cached, failed or canceled."""
 
     digest: str
     number: int
@@ -72,7 +72,7 @@ class _Vertex:
 def _seconds(ts: Any) -> float | None:
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return None
-    return float(ts.seconds) + ts.nanos / 1e9
+    return float(ts.seconds) + float(ts.nanos) / 1e9
 
 
 class ProgressTracker:

@@ -22,7 +22,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 import attrs
@@ -61,6 +61,18 @@ class RegistryCredentials:
     password: str = attrs.field(repr=False)
 
 
+class SessionService(Protocol):
+    """An extra service on the session server (e.g. a richer Auth, Secrets or SSH servicer).
+
+    ``methods`` are the full gRPC method names to advertise; ``register`` adds the servicer to
+    the server. A service advertising ``/moby.filesync.v1.Auth/...`` replaces the built-in one.
+    """
+
+    methods: Sequence[str]
+
+    def register(self, server: grpc.aio.Server) -> None: ...
+
+
 @attrs.frozen
 class OutputTarget:
     """Where one exporter's client-side output goes: a directory (``local``) or a file."""
@@ -81,11 +93,11 @@ def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, list[str
     return out
 
 
-class _AuthService(auth_pb2_grpc.AuthServicer):
+class _AuthService(auth_pb2_grpc.AuthServicer):  # type: ignore[misc]
     def __init__(self, credentials: Mapping[str, RegistryCredentials]) -> None:
         self.credentials = dict(credentials)
 
-    async def Credentials(  # noqa: N802 - gRPC method name
+    async def Credentials(
         self, request: Any, context: Any
     ) -> auth_pb2.CredentialsResponse:
         host = request.Host
@@ -99,11 +111,11 @@ class _AuthService(auth_pb2_grpc.AuthServicer):
         return auth_pb2.CredentialsResponse(Username=found.username, Secret=found.password)
 
 
-class _SecretsService(secrets_pb2_grpc.SecretsServicer):
+class _SecretsService(secrets_pb2_grpc.SecretsServicer):  # type: ignore[misc]
     def __init__(self, sources: Mapping[str, Path | bytes]) -> None:
         self.sources = dict(sources)
 
-    async def GetSecret(  # noqa: N802 - gRPC method name
+    async def GetSecret(
         self, request: Any, context: Any
     ) -> secrets_pb2.GetSecretResponse:
         source = self.sources.get(request.ID)
@@ -118,11 +130,11 @@ class _SecretsService(secrets_pb2_grpc.SecretsServicer):
         return secrets_pb2.GetSecretResponse(data=data)
 
 
-class _SSHService(ssh_pb2_grpc.SSHServicer):
+class _SSHService(ssh_pb2_grpc.SSHServicer):  # type: ignore[misc]
     def __init__(self, agents: Mapping[str, str]) -> None:
         self.agents = dict(agents)
 
-    async def CheckAgent(  # noqa: N802 - gRPC method name
+    async def CheckAgent(
         self, request: Any, context: Any
     ) -> ssh_pb2.CheckAgentResponse:
         ident = request.ID or "default"
@@ -130,7 +142,7 @@ class _SSHService(ssh_pb2_grpc.SSHServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no SSH agent with id {ident}")
         return ssh_pb2.CheckAgentResponse()
 
-    async def ForwardAgent(  # noqa: N802 - gRPC method name
+    async def ForwardAgent(
         self, request_iterator: Any, context: Any
     ) -> None:
         ident = (_metadata(context).get("buildkit.ssh.id") or ["default"])[0]
@@ -170,6 +182,7 @@ class SessionServer:
         secrets: Mapping[str, Path | bytes] | None = None,
         ssh_agents: Mapping[str, str] | None = None,
         shared_key: str = "",
+        services: Sequence[SessionService] = (),
     ) -> None:
         self.session_id = "wfe-" + uuid.uuid4().hex
         self.shared_key = shared_key
@@ -178,6 +191,7 @@ class SessionServer:
         self.credentials = dict(credentials or {})
         self.secrets = dict(secrets or {})
         self.ssh_agents = dict(ssh_agents or {})
+        self.services = list(services)
         self.stats = TransferStats()
         self.errors: list[str] = []
         self.directory = ""
@@ -191,20 +205,35 @@ class SessionServer:
         """The gRPC methods advertised to the daemon (it checks FileSync/FileSend)."""
         methods = ["/grpc.health.v1.Health/Check"]
         if self.local_dirs:
-            methods += ["/moby.filesync.v1.FileSync/DiffCopy", "/moby.filesync.v1.FileSync/TarStream"]
+            methods += [
+                "/moby.filesync.v1.FileSync/DiffCopy",
+                "/moby.filesync.v1.FileSync/TarStream",
+            ]
         if any(self.outputs):
             methods.append("/moby.filesync.v1.FileSend/DiffCopy")
-        methods += [
-            "/moby.filesync.v1.Auth/Credentials",
-            "/moby.filesync.v1.Auth/FetchToken",
-            "/moby.filesync.v1.Auth/GetTokenAuthority",
-            "/moby.filesync.v1.Auth/VerifyTokenAuthority",
-        ]
+        if not self._custom_auth:
+            methods += [
+                "/moby.filesync.v1.Auth/Credentials",
+                "/moby.filesync.v1.Auth/FetchToken",
+                "/moby.filesync.v1.Auth/GetTokenAuthority",
+                "/moby.filesync.v1.Auth/VerifyTokenAuthority",
+            ]
         if self.secrets:
             methods.append("/moby.buildkit.secrets.v1.Secrets/GetSecret")
         if self.ssh_agents:
-            methods += ["/moby.sshforward.v1.SSH/CheckAgent", "/moby.sshforward.v1.SSH/ForwardAgent"]
+            methods += [
+                "/moby.sshforward.v1.SSH/CheckAgent",
+                "/moby.sshforward.v1.SSH/ForwardAgent",
+            ]
+        for service in self.services:
+            methods += [m for m in service.methods if m not in methods]
         return methods
+
+    @property
+    def _custom_auth(self) -> bool:
+        return any(
+            m.startswith("/moby.filesync.v1.Auth/") for s in self.services for m in s.methods
+        )
 
     async def __aenter__(self) -> SessionServer:
         await self.start()
@@ -219,7 +248,10 @@ class SessionServer:
         self.socket_path = os.path.join(self.directory, "s.sock")
         server = grpc.aio.server(options=SERVER_OPTIONS)
         health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
-        auth_pb2_grpc.add_AuthServicer_to_server(_AuthService(self.credentials), server)
+        if not self._custom_auth:
+            auth_pb2_grpc.add_AuthServicer_to_server(_AuthService(self.credentials), server)
+        for service in self.services:
+            service.register(server)
         if self.secrets:
             secrets_pb2_grpc.add_SecretsServicer_to_server(_SecretsService(self.secrets), server)
         if self.ssh_agents:
@@ -357,4 +389,11 @@ def random_id() -> str:
     return pysecrets.token_hex(12)
 
 
-__all__ = ["OutputTarget", "RegistryCredentials", "SessionServer", "random_id", "shared_key_for"]
+__all__ = [
+    "OutputTarget",
+    "RegistryCredentials",
+    "SessionServer",
+    "SessionService",
+    "random_id",
+    "shared_key_for",
+]

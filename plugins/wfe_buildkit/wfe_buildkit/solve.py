@@ -30,7 +30,13 @@ from wfe_buildkit.errors import (
 )
 from wfe_buildkit.filesync import TransferStats
 from wfe_buildkit.progress import ProgressTracker, StatusEvent
-from wfe_buildkit.session import OutputTarget, RegistryCredentials, SessionServer, random_id
+from wfe_buildkit.session import (
+    OutputTarget,
+    RegistryCredentials,
+    SessionServer,
+    SessionService,
+    random_id,
+)
 from wfe_buildkit.transport import Transport
 
 STATUS_DRAIN_SECONDS = 5.0
@@ -108,6 +114,7 @@ class SolveOpt:
     secrets: Mapping[str, Path | bytes] = attrs.field(factory=dict, repr=False)
     ssh_agents: Mapping[str, str] = attrs.field(factory=dict)
     shared_key: str = ""
+    services: Sequence[SessionService] = ()
 
 
 @attrs.frozen
@@ -261,6 +268,7 @@ async def run_solve(
         secrets=opt.secrets,
         ssh_agents=opt.ssh_agents,
         shared_key=opt.shared_key,
+        services=opt.services,
     )
     request = build_request(opt, ref, session.session_id)
     async with session:

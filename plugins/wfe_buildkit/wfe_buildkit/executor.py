@@ -1,0 +1,237 @@
+"""The ``buildkit`` step: a Dockerfile build through the native client, as a wfe executor.
+
+The plugin object is cheap to import (no grpc): the client is imported when a step runs. The
+step resolves relative paths against the workflow's directory, picks the exporter from
+``output_type`` (``image`` means ``moby`` on Docker Engine, like buildx does), streams the build
+log into the step log (progress lines on stderr, RUN output on its own stream) and structured
+vertex events to the live display, and returns ``digest``, ``tags``, ``config_digest``,
+``output_dest``, ``stdout`` and ``stderr``. ``push: true`` against Docker Engine exports with
+``moby`` and then pushes each tag through the Engine API; ``digest`` is then the manifest digest
+the registry holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+from pathlib import Path
+from typing import Any
+
+from wfe_buildkit.config import VALIDATORS, BuildkitConfig, parse_duration
+from wfe_core.contracts import (
+    ExecutionResult,
+    ExecutorPlugin,
+    JSONValue,
+    ProgressEvent,
+    StepBody,
+    StepContext,
+    StepFailed,
+)
+
+STREAM_CAP = 1024 * 1024
+
+
+class _Capture:
+    """The tail (at most ``STREAM_CAP`` characters) of one output stream."""
+
+    def __init__(self) -> None:
+        self.parts: collections.deque[str] = collections.deque()
+        self.size = 0
+        self.dropped = 0
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        while self.size > STREAM_CAP and len(self.parts) > 1:
+            gone = self.parts.popleft()
+            self.size -= len(gone)
+            self.dropped += len(gone)
+
+    def text(self, stream: str) -> str:
+        body = "".join(self.parts)
+        if self.dropped:
+            return f"[wfe: {self.dropped} characters of {stream} truncated]\n{body}"
+        return body
+
+
+class BuildkitStep(StepBody):
+    """One execution of a ``buildkit`` step."""
+
+    def __init__(self, config: BuildkitConfig) -> None:
+        self.config = config
+
+    async def run(self, ctx: StepContext) -> ExecutionResult:
+        config = ctx.config if isinstance(ctx.config, BuildkitConfig) else self.config
+        streams = {"stdout": _Capture(), "stderr": _Capture()}
+
+        def log(stream: str, line: str) -> None:
+            streams[stream].add(line + "\n")
+            ctx.log(stream, line + "\n")
+
+        def outputs(**extra: JSONValue) -> dict[str, JSONValue]:
+            out: dict[str, JSONValue] = dict(extra)
+            out["stdout"] = streams["stdout"].text("stdout")
+            out["stderr"] = streams["stderr"].text("stderr")
+            return out
+
+        from wfe_buildkit.errors import BuildkitError
+
+        timeout = parse_duration(config.timeout) if config.timeout else None
+        try:
+            async with asyncio.timeout(timeout):
+                result = await _build(config, ctx, log)
+        except TimeoutError:
+            message = (
+                f"build timed out after {config.timeout}; it was cancelled on the daemon"
+            )
+            log("stderr", f"wfe: {message}")
+            raise StepFailed(message, outputs=outputs()) from None
+        except BuildkitError as exc:
+            raise StepFailed(str(exc), outputs=outputs()) from None
+        return ExecutionResult(outputs=outputs(**result))
+
+
+def _emit_progress(ctx: StepContext, event: Any) -> None:
+    from wfe_buildkit.progress import TransferEvent, VertexEvent
+
+    if isinstance(event, VertexEvent):
+        data: dict[str, JSONValue] = {
+            "name": event.name,
+            "state": event.state,
+            "number": event.number,
+            "cached": event.state == "cached",
+        }
+        if event.error:
+            data["error"] = event.error
+        if event.duration is not None:
+            data["duration"] = round(event.duration, 3)
+        ctx.progress(ProgressEvent("vertex", event.digest, data))
+    elif isinstance(event, TransferEvent):
+        ctx.progress(
+            ProgressEvent(
+                "vertex_status",
+                f"{event.digest}/{event.id}",
+                {
+                    "vertex": event.digest,
+                    "name": event.id,
+                    "current": event.current,
+                    "total": event.total,
+                    "completed": event.completed,
+                },
+            )
+        )
+
+
+async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str, JSONValue]:
+    from wfe_buildkit.client import Client, Export, render_plain
+    from wfe_buildkit.errors import InvalidRequest, UnsupportedByDaemon
+    from wfe_buildkit.session import RegistryCredentials
+    from wfe_buildkit.transport import TLSConfig
+
+    tls = None
+    if config.tls is not None:
+        tls = TLSConfig(
+            ca=str(ctx.resolve_path(config.tls.ca)) if config.tls.ca else None,
+            cert=str(ctx.resolve_path(config.tls.cert)) if config.tls.cert else None,
+            key=str(ctx.resolve_path(config.tls.key)) if config.tls.key else None,
+            server_name=config.tls.server_name,
+        )
+    credentials = {
+        host: RegistryCredentials(auth.username, auth.password)
+        for host, auth in config.registry_auth.items()
+    }
+    secrets: dict[str, Path | bytes] = {}
+    for ident, source in config.secrets.items():
+        if source.file is not None:
+            secrets[ident] = ctx.resolve_path(source.file)
+        elif source.env is not None:
+            value = os.environ.get(source.env)
+            if value is None:
+                raise InvalidRequest(
+                    f"secret {ident!r}: environment variable {source.env} is not set"
+                )
+            secrets[ident] = value.encode()
+    agents: dict[str, str] = {}
+    for entry in config.ssh:
+        ident, _, path = entry.partition("=")
+        path = path or os.environ.get("SSH_AUTH_SOCK", "")
+        if not path:
+            raise InvalidRequest(f"ssh {ident!r}: no agent socket given and SSH_AUTH_SOCK unset")
+        agents[ident] = str(ctx.resolve_path(path))
+
+    def progress(event: Any) -> None:
+        _emit_progress(ctx, event)
+        rendered = render_plain(event)
+        if rendered is not None:
+            log(*rendered)
+
+    async with Client(config.buildkit_addr, tls=tls) as client:
+        output_type = config.output_type
+        if client.is_docker and output_type == "image":
+            output_type = "moby"
+        if not client.is_docker and output_type == "moby":
+            raise UnsupportedByDaemon(
+                "output_type 'moby' exists only on Docker Engine (docker:// addresses); "
+                "use 'image' with buildkitd"
+            )
+        dest = ctx.resolve_path(config.output_dest) if config.output_dest else None
+        if output_type in ("local", "tar", "oci", "docker") and dest is None:
+            raise InvalidRequest(f"output_type {output_type!r} needs output_dest")
+        exports = {
+            "image": lambda: Export.image(config.tags, push=config.push),
+            "moby": lambda: Export.moby(config.tags),
+            "local": lambda: Export.local(dest),  # type: ignore[arg-type]
+            "tar": lambda: Export.tar(dest),  # type: ignore[arg-type]
+            "oci": lambda: Export.oci(dest, config.tags),  # type: ignore[arg-type]
+            "docker": lambda: Export.docker(dest, config.tags),  # type: ignore[arg-type]
+        }
+        if output_type not in exports:
+            raise InvalidRequest(f"unknown output_type {output_type!r}")
+        result = await client.build(
+            ctx.resolve_path(config.context),
+            dockerfile=ctx.resolve_path(config.dockerfile) if config.dockerfile else None,
+            target=config.target,
+            build_args=config.build_args,
+            labels=config.labels,
+            platforms=config.platforms,
+            no_cache=config.no_cache,
+            network=config.network,
+            exports=[exports[output_type]()],
+            cache_from=config.cache_from,
+            cache_to=config.cache_to,
+            registry_auth=credentials,
+            secrets=secrets,
+            ssh_agents=agents,
+            progress=progress,
+        )
+        digest = result.digest
+        pushed: dict[str, str] = {}
+        if config.push and client.is_docker:
+            for tag in config.tags:
+                log("stderr", f"pushing {tag}")
+            pushed = await client.push(config.tags, credentials)
+            for tag, manifest in pushed.items():
+                log("stderr", f"pushed {tag}@{manifest}")
+            digest = pushed[config.tags[0]] if config.tags else digest
+    out: dict[str, JSONValue] = {"tags": list(config.tags)}
+    if digest:
+        out["digest"] = digest
+    if result.config_digest:
+        out["config_digest"] = result.config_digest
+    if dest is not None:
+        out["output_dest"] = str(dest)
+    if pushed:
+        out["pushed"] = dict(pushed)
+    return out
+
+
+plugin = ExecutorPlugin(
+    name="buildkit",
+    config_type=BuildkitConfig,
+    create=BuildkitStep,
+    validators=VALIDATORS,
+    description="Build container images from a Dockerfile with BuildKit (native gRPC client)",
+)
+
+__all__ = ["BuildkitStep", "plugin"]
