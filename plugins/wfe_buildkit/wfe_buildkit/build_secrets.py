@@ -19,13 +19,16 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import grpc
 
-from wfe_buildkit._pb import secrets_pb2, secrets_pb2_grpc
 from wfe_buildkit.errors import BuildkitError
+
+if TYPE_CHECKING:
+    import grpc
+
+    from wfe_buildkit._pb import secrets_pb2
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +98,15 @@ def parse_secrets(raw: Any, *, where: str = "secrets") -> tuple[SecretSpec, ...]
         elif not _ID_RE.match(secret_id):
             problems.append(f"{here}.id: {secret_id!r} may only contain letters, digits, _ . -")
         elif secret_id in seen:
-            problems.append(f"{here}.id: {secret_id!r} is already declared in {where}[{seen[secret_id]}]")
+            problems.append(
+                f"{here}.id: {secret_id!r} is already declared in {where}[{seen[secret_id]}]"
+            )
         else:
             seen[secret_id] = index
         if (src is None) == (env is None):
-            problems.append(f"{here}: set exactly one of src (a file path) or env (a variable name)")
+            problems.append(
+                f"{here}: set exactly one of src (a file path) or env (a variable name)"
+            )
         elif src is not None and (not isinstance(src, str | os.PathLike) or not str(src)):
             problems.append(f"{here}.src: must be a file path")
         elif env is not None and (not isinstance(env, str) or not env):
@@ -192,17 +199,25 @@ def redact(text: str, secrets: Iterable[LoadedSecret | bytes | str]) -> str:
     return text
 
 
-class SecretsServicer(secrets_pb2_grpc.SecretsServicer):  # type: ignore[misc]
-    """``moby.buildkit.secrets.v1.Secrets`` for one build's session (grpc.aio)."""
+class SecretsServicer:
+    """``moby.buildkit.secrets.v1.Secrets`` for one build's session (grpc.aio).
+
+    Not a subclass of the generated servicer so that importing this module (for config
+    validation) does not import grpc; :func:`add_secrets_servicer` registers it.
+    """
 
     def __init__(self, secrets: Mapping[str, LoadedSecret]) -> None:
         self._secrets = dict(secrets)
         #: Ids BuildKit asked for, in order (for diagnostics and tests).
         self.requested: list[str] = []
 
-    async def GetSecret(  # noqa: N802 - gRPC method name
+    async def GetSecret(
         self, request: secrets_pb2.GetSecretRequest, context: grpc.aio.ServicerContext
     ) -> secrets_pb2.GetSecretResponse:
+        import grpc
+
+        from wfe_buildkit._pb import secrets_pb2
+
         self.requested.append(request.ID)
         secret = self._secrets.get(request.ID)
         if secret is None:
@@ -214,6 +229,7 @@ class SecretsServicer(secrets_pb2_grpc.SecretsServicer):  # type: ignore[misc]
                 f"(declared: {known}); add {{id: {request.ID}, src: PATH}} or "
                 f"{{id: {request.ID}, env: NAME}}",
             )
+            raise AssertionError("not reached: abort raises")
         log.debug("serving secret %r (%d bytes)", request.ID, len(secret.value))
         return secrets_pb2.GetSecretResponse(data=secret.value)
 
@@ -221,10 +237,27 @@ class SecretsServicer(secrets_pb2_grpc.SecretsServicer):  # type: ignore[misc]
 SECRETS_METHODS = ("/moby.buildkit.secrets.v1.Secrets/GetSecret",)
 
 
-def add_secrets_servicer(
-    server: grpc.aio.Server, secrets: Mapping[str, LoadedSecret]
-) -> SecretsServicer:
-    """Register a :class:`SecretsServicer` on a session server; returns it."""
-    servicer = SecretsServicer(secrets)
+def add_secrets_servicer(server: grpc.aio.Server, servicer: SecretsServicer) -> None:
+    """Register ``servicer`` on a session server (grpc.aio)."""
+    from wfe_buildkit._pb import secrets_pb2_grpc
+
     secrets_pb2_grpc.add_SecretsServicer_to_server(servicer, server)
-    return servicer
+
+
+@attrs.frozen
+class SecretsService:
+    """The session plug-in (``wfe_buildkit.session.SessionService``) serving build secrets.
+
+    Pass it in ``SolveOpt.services`` (and leave ``SolveOpt.secrets`` empty).
+    """
+
+    servicer: SecretsServicer = attrs.field(repr=False)
+    methods: tuple[str, ...] = SECRETS_METHODS
+
+    def register(self, server: grpc.aio.Server) -> None:
+        add_secrets_servicer(server, self.servicer)
+
+
+def secrets_service(secrets: Mapping[str, LoadedSecret]) -> SecretsService:
+    """A :class:`SecretsService` serving ``secrets`` (see :func:`load_secrets`)."""
+    return SecretsService(SecretsServicer(secrets))

@@ -36,13 +36,16 @@ import os
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import grpc
 
-from wfe_buildkit._pb import auth_pb2, auth_pb2_grpc
 from wfe_buildkit.errors import BuildkitError
+
+if TYPE_CHECKING:
+    import grpc
+
+    from wfe_buildkit._pb import auth_pb2
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +346,9 @@ def _auth_entry(entry: Mapping[str, Any], *, path: Path, server: str) -> Registr
                 "'username:password'"
             )
         return RegistryCredential(username, password.strip("\x00"))
-    username, password = entry.get("username"), entry.get("password")
-    if isinstance(username, str) and isinstance(password, str) and username:
-        return RegistryCredential(username, password)
+    plain_user, plain_password = entry.get("username"), entry.get("password")
+    if isinstance(plain_user, str) and isinstance(plain_password, str) and plain_user:
+        return RegistryCredential(plain_user, plain_password)
     return None
 
 
@@ -473,13 +476,17 @@ def credential_sources(
 # The session service
 
 
-class AuthServicer(auth_pb2_grpc.AuthServicer):  # type: ignore[misc]
+class AuthServicer:
     """``moby.filesync.v1.Auth`` for one build's session (grpc.aio).
 
     Results are cached per host for the session: BuildKit asks repeatedly (once per
     repository scope) and credential helpers can be slow or prompt the OS keychain. Helper
     subprocesses run in a worker thread so health checks keep being answered (v0.8 daemons drop
-    the session after one slow health check).
+    the session after one slow health check). A helper failure answers UNAVAILABLE with the
+    helper's name, which BuildKit puts into the build error.
+
+    Not a subclass of the generated servicer so that importing this module (for config
+    validation) does not import grpc; :func:`add_auth_servicer` registers it.
     """
 
     def __init__(
@@ -492,9 +499,13 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):  # type: ignore[misc]
         #: Hosts BuildKit asked about, in order (for diagnostics: "unauthorized" hints).
         self.hosts_asked: list[str] = []
 
-    async def Credentials(  # noqa: N802 - gRPC method name
+    async def Credentials(
         self, request: auth_pb2.CredentialsRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.CredentialsResponse:
+        import grpc
+
+        from wfe_buildkit._pb import auth_pb2
+
         host = canonical_host(request.Host)
         self.hosts_asked.append(request.Host)
         async with self._lock:
@@ -507,6 +518,7 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):  # type: ignore[misc]
                 except RegistryAuthError as exc:
                     log.warning("registry credentials for %s: %s", host, exc)
                     await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+                    raise  # not reached: abort raises
                 self._cache[host] = credential
         log.debug(
             "registry credentials for %s: %s",
@@ -515,27 +527,31 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):  # type: ignore[misc]
         )
         return auth_pb2.CredentialsResponse(Username=credential.username, Secret=credential.secret)
 
-    async def FetchToken(  # noqa: N802
-        self, request: auth_pb2.FetchTokenRequest, context: grpc.aio.ServicerContext
-    ) -> auth_pb2.FetchTokenResponse:
+    async def _unimplemented(self, context: grpc.aio.ServicerContext) -> None:
+        import grpc
+
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED, "wfe serves registry credentials, not tokens"
         )
 
-    async def GetTokenAuthority(  # noqa: N802
+    async def FetchToken(
+        self, request: auth_pb2.FetchTokenRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.FetchTokenResponse:
+        await self._unimplemented(context)
+        raise AssertionError("not reached: abort raises")
+
+    async def GetTokenAuthority(
         self, request: auth_pb2.GetTokenAuthorityRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.GetTokenAuthorityResponse:
         # UNIMPLEMENTED makes BuildKit fall back to Credentials and fetch tokens itself.
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "wfe serves registry credentials, not tokens"
-        )
+        await self._unimplemented(context)
+        raise AssertionError("not reached: abort raises")
 
-    async def VerifyTokenAuthority(  # noqa: N802
+    async def VerifyTokenAuthority(
         self, request: auth_pb2.VerifyTokenAuthorityRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.VerifyTokenAuthorityResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "wfe serves registry credentials, not tokens"
-        )
+        await self._unimplemented(context)
+        raise AssertionError("not reached: abort raises")
 
 
 #: Methods to advertise in ``x-docker-expose-session-grpc-method`` (not checked by the daemon).
@@ -547,8 +563,27 @@ AUTH_METHODS = (
 )
 
 
-def add_auth_servicer(server: grpc.aio.Server, sources: CredentialSources) -> AuthServicer:
-    """Register an :class:`AuthServicer` for ``sources`` on a session server; returns it."""
-    servicer = AuthServicer(sources)
+def add_auth_servicer(server: grpc.aio.Server, servicer: AuthServicer) -> None:
+    """Register ``servicer`` on a session server (grpc.aio)."""
+    from wfe_buildkit._pb import auth_pb2_grpc
+
     auth_pb2_grpc.add_AuthServicer_to_server(servicer, server)
-    return servicer
+
+
+@attrs.frozen
+class AuthService:
+    """The session plug-in (``wfe_buildkit.session.SessionService``) serving registry auth.
+
+    Pass it in ``SolveOpt.services``; it replaces the session's built-in Auth service.
+    """
+
+    servicer: AuthServicer
+    methods: tuple[str, ...] = AUTH_METHODS
+
+    def register(self, server: grpc.aio.Server) -> None:
+        add_auth_servicer(server, self.servicer)
+
+
+def auth_service(sources: CredentialSources) -> AuthService:
+    """An :class:`AuthService` answering from ``sources`` (see :func:`credential_sources`)."""
+    return AuthService(AuthServicer(sources))

@@ -1,0 +1,1 @@
+"""Tests of wfe_buildkit's registry auth, secrets, SSH forwarding, cache options and TLS."""
