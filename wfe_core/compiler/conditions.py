@@ -49,6 +49,8 @@ def _leaf(mapping: Map, refs: RefChecker, report: Reporter) -> Condition | None:
             )
             ok = False
     ops = [e for e in mapping.entries if e.key in OPERATORS]
+    if not ops and not ok:  # the unknown key reported is most likely the misspelt operator
+        return None
     if len(ops) != 1:
         found = ", ".join(e.key for e in ops) if ops else "none"
         report.error(

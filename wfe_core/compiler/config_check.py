@@ -24,7 +24,7 @@ def find(root: Node | None, path: ConfigPath, fallback: Span) -> tuple[Node | No
     """The node at ``path`` under ``root`` and the span to report (a key's span for mapping
     entries); stops at the deepest existing parent."""
     node = root
-    span = root.span if root is not None else fallback
+    span = fallback
     for part in path:
         if isinstance(node, Map) and isinstance(part, str) and part in node.index:
             entry = node.index[part]
