@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.harness import RegistryServer, TestImages
 from wfe_containerd import gc
 from wfe_containerd.client import Client, RunOptions, new_container_id
 from wfe_containerd.credentials import Credentials
 from wfe_containerd.errors import AuthError, ConnectError, ImageNotFoundError
 from wfe_containerd.oci import Platform
 from wfe_containerd.pull import PullProgress
+
+from tests.harness import RegistryServer, TestImages
 
 pytestmark = pytest.mark.daemon
 
@@ -44,7 +44,7 @@ async def test_address_from_environment(
 
 
 async def test_connect_errors_name_the_address(tmp_path: Path) -> None:
-    with pytest.raises(ConnectError, match="nope.sock"):
+    with pytest.raises(ConnectError, match=r"nope\.sock"):
         async with Client(str(tmp_path / "nope.sock")):
             pass
     with pytest.raises(ConnectError, match="tcp://HOST:PORT"):
@@ -58,7 +58,7 @@ async def test_connect_errors_name_the_address(tmp_path: Path) -> None:
     sock.close()
     client = Client(str(dead))
     start = time.monotonic()
-    with pytest.raises(ConnectError, match="dead.sock"):
+    with pytest.raises(ConnectError, match=r"dead\.sock"):
         await client.connect()
     await client.close()
     assert time.monotonic() - start < 15
@@ -87,10 +87,8 @@ async def test_pull_by_digest_and_multiarch_platform(
     async with Client(address, namespace=namespace) as client:
         pinned = await client.pull(test_images.pinned("busybox"))
         assert pinned.target.digest == test_images.digest("busybox")
-        arm = await client.pull(test_images.ref("multiarch"),
-                                platform=Platform("linux", "arm64"))
-        amd = await client.pull(test_images.ref("multiarch"),
-                                platform=Platform("linux", "amd64"))
+        arm = await client.pull(test_images.ref("multiarch"), platform=Platform("linux", "arm64"))
+        amd = await client.pull(test_images.ref("multiarch"), platform=Platform("linux", "amd64"))
         assert arm.target.digest == amd.target.digest == test_images.digest("multiarch")
         assert arm.manifest.digest != amd.manifest.digest
         assert arm.config.platform == Platform("linux", "arm64")
@@ -108,8 +106,12 @@ async def test_concurrent_pulls_of_one_image(
 
 
 async def test_pull_auth_from_docker_config_and_helper(
-    address: str, namespace: str, test_images: TestImages, auth_registry: RegistryServer,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    auth_registry: RegistryServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ref = test_images.ref("busybox", auth=True)
     config_dir = tmp_path / "docker"
@@ -120,25 +122,30 @@ async def test_pull_auth_from_docker_config_and_helper(
             await client.pull(ref)
         assert auth_registry.password not in str(info.value)
         token = base64.b64encode(
-            f"{auth_registry.username}:{auth_registry.password}".encode()).decode()
+            f"{auth_registry.username}:{auth_registry.password}".encode()
+        ).decode()
         (config_dir / "config.json").write_text(
-            json.dumps({"auths": {auth_registry.host: {"auth": token}}}))
+            json.dumps({"auths": {auth_registry.host: {"auth": token}}})
+        )
         await client.pull(ref)
         # A credential helper named in credHelpers.
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir()
         helper = bin_dir / "docker-credential-wfetest"
-        helper.write_text(textwrap.dedent(f"""\
+        helper.write_text(
+            textwrap.dedent(f"""\
             #!{sys.executable}
             import json, sys
             assert sys.argv[1] == "get" and sys.stdin.read().strip() == {auth_registry.host!r}
             print(json.dumps({{"Username": {auth_registry.username!r},
                               "Secret": {auth_registry.password!r}}}))
-            """))
+            """)
+        )
         helper.chmod(0o755)
         monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
         (config_dir / "config.json").write_text(
-            json.dumps({"credHelpers": {auth_registry.host: "wfetest"}}))
+            json.dumps({"credHelpers": {auth_registry.host: "wfetest"}})
+        )
         await client.pull(ref)
         wrong = {auth_registry.host: Credentials(auth_registry.username, "wrong-password")}
         with pytest.raises(AuthError) as info:
@@ -168,9 +175,11 @@ async def test_run_image_defaults_and_large_output(
         assert "".join(chunks) == "rich default cmd\n"  # Entrypoint + Cmd, as the image says
         chunks.clear()
         # 2 MiB through the FIFO: more than a pipe holds, so reading must keep up.
-        result = await client.run(image, RunOptions(
-            args=["/bin/sh", "-c", "head -c 2097152 /dev/zero | tr '\\0' x"]),
-            on_output=lambda s, t: chunks.append(t))
+        result = await client.run(
+            image,
+            RunOptions(args=["/bin/sh", "-c", "head -c 2097152 /dev/zero | tr '\\0' x"]),
+            on_output=lambda s, t: chunks.append(t),
+        )
         assert result.exit_code == 0
         assert sum(len(c) for c in chunks) == 2097152
 
@@ -194,8 +203,9 @@ async def test_gc_removes_leftovers_of_a_dead_process(
                 os.kill(os.getpid(), signal.SIGKILL)
         asyncio.run(main())
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert "ready" in proc.stdout, proc.stderr
     removed = await gc.collect_garbage_async(address, ns)
     assert "task gc-victim-1" in removed
@@ -205,8 +215,9 @@ async def test_gc_removes_leftovers_of_a_dead_process(
     # A live process's objects are never touched.
     async with Client(address, namespace=ns) as client:
         image = await client.ensure_image(test_images.ref("busybox"))
-        container = await client.new_container(new_container_id("live"), image,
-                                               RunOptions(args=["true"]))
+        container = await client.new_container(
+            new_container_id("live"), image, RunOptions(args=["true"])
+        )
         try:
             assert await gc.collect_garbage_async(address, ns) == []
         finally:

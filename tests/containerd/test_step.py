@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wfe_containerd.config import ContainerdConfig, RegistryAuth, Volume
+from wfe_containerd.executor import plugin
 
 from tests.containerd.conftest import Recorder
 from tests.harness import RegistryServer, TestImages
-from wfe_containerd.config import ContainerdConfig, RegistryAuth, Volume
-from wfe_containerd.executor import plugin
 from wfe_core.contracts import StepContext, StepFailed
 
 pytestmark = pytest.mark.daemon
@@ -36,20 +36,31 @@ async def run_step(cfg: ContainerdConfig, ctx: StepContext) -> dict[str, Any]:
 
 
 async def test_env_volume_workdir_user_and_outputs(
-    address: str, namespace: str, test_images: TestImages, make_ctx: MakeCtx,
-    recorder: Recorder, tmp_path: Path, leak_check: LeakCheck,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    make_ctx: MakeCtx,
+    recorder: Recorder,
+    tmp_path: Path,
+    leak_check: LeakCheck,
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "in.txt").write_text("from the host\n")
     script = (
-        "id -u; id -g; pwd; echo \"$GREETING/$STEP_VAR\"; cat /data/in.txt; "
+        'id -u; id -g; pwd; echo "$GREETING/$STEP_VAR"; cat /data/in.txt; '
         "echo '##wfe[output line_key=from stdout]'; echo file_key=from-file >> \"$WFE_OUTPUT\"; "
         "echo oops >&2"
     )
-    cfg = config(address, namespace, test_images.ref("rich"), run=script,
-                 env={"STEP_VAR": "set"}, volumes=[Volume("data", "/data", readonly=True)],
-                 working_dir="/tmp")
+    cfg = config(
+        address,
+        namespace,
+        test_images.ref("rich"),
+        run=script,
+        env={"STEP_VAR": "set"},
+        volumes=[Volume("data", "/data", readonly=True)],
+        working_dir="/tmp",
+    )
     outputs = await run_step(cfg, make_ctx(cfg))
     lines = outputs["stdout"].splitlines()
     assert lines[:3] == ["1000", "1000", "/tmp"]  # the image's user 'app', resolved
@@ -65,39 +76,61 @@ async def test_env_volume_workdir_user_and_outputs(
 
 
 async def test_readonly_volume_and_rootfs(
-    address: str, namespace: str, test_images: TestImages, make_ctx: MakeCtx,
-    tmp_path: Path, leak_check: LeakCheck,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    make_ctx: MakeCtx,
+    tmp_path: Path,
+    leak_check: LeakCheck,
 ) -> None:
-    cfg = config(address, namespace, test_images.ref("busybox"),
-                 run="touch /data/x 2>&1 || echo ro-vol; touch /x 2>&1 || echo ro-root",
-                 volumes=[Volume(str(tmp_path), "/data", readonly=True)], read_only_rootfs=True,
-                 user="1000:1000", hostname="box")
+    cfg = config(
+        address,
+        namespace,
+        test_images.ref("busybox"),
+        run="touch /data/x 2>&1 || echo ro-vol; touch /x 2>&1 || echo ro-root",
+        volumes=[Volume(str(tmp_path), "/data", readonly=True)],
+        read_only_rootfs=True,
+        user="1000:1000",
+        hostname="box",
+    )
     outputs = await run_step(cfg, make_ctx(cfg))
     assert "ro-vol" in outputs["stdout"] and "ro-root" in outputs["stdout"]
     await leak_check()
 
 
 async def test_network_none_has_only_loopback(
-    address: str, namespace: str, test_images: TestImages, make_ctx: MakeCtx,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    make_ctx: MakeCtx,
     leak_check: LeakCheck,
 ) -> None:
     cfg = config(address, namespace, test_images.ref("busybox"), command=["cat", "/proc/net/dev"])
     outputs = await run_step(cfg, make_ctx(cfg))
     interfaces = [line.split(":")[0].strip() for line in outputs["stdout"].splitlines()[2:]]
     assert interfaces == ["lo"]
-    host = config(address, namespace, test_images.ref("busybox"), network="host",
-                  command=["cat", "/proc/net/dev"])
+    host = config(
+        address,
+        namespace,
+        test_images.ref("busybox"),
+        network="host",
+        command=["cat", "/proc/net/dev"],
+    )
     outputs = await run_step(host, make_ctx(host))
     assert len(outputs["stdout"].splitlines()[2:]) > 1
     await leak_check()
 
 
 async def test_nonzero_exit_fails_with_stderr_tail(
-    address: str, namespace: str, test_images: TestImages, make_ctx: MakeCtx,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    make_ctx: MakeCtx,
     leak_check: LeakCheck,
 ) -> None:
-    cfg = config(address, namespace, test_images.ref("busybox"),
-                 run="echo out; echo 'it broke' >&2; exit 7")
+    cfg = config(
+        address, namespace, test_images.ref("busybox"), run="echo out; echo 'it broke' >&2; exit 7"
+    )
     with pytest.raises(StepFailed) as info:
         await run_step(cfg, make_ctx(cfg))
     assert "exited with code 7" in info.value.message
@@ -108,11 +141,20 @@ async def test_nonzero_exit_fails_with_stderr_tail(
 
 
 async def test_memory_limit_oom_is_reported(
-    address: str, namespace: str, test_images: TestImages, make_ctx: MakeCtx,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    make_ctx: MakeCtx,
     leak_check: LeakCheck,
 ) -> None:
-    cfg = config(address, namespace, test_images.ref("busybox"), memory="16m", cpu="0.5",
-                 run="x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done")
+    cfg = config(
+        address,
+        namespace,
+        test_images.ref("busybox"),
+        memory="16m",
+        cpu="0.5",
+        run="x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+    )
     with pytest.raises(StepFailed) as info:
         await run_step(cfg, make_ctx(cfg))
     assert "OOM" in info.value.message
@@ -121,11 +163,20 @@ async def test_memory_limit_oom_is_reported(
 
 
 async def test_timeout_stops_within_grace(
-    address: str, namespace: str, test_images: TestImages, make_ctx: MakeCtx,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    make_ctx: MakeCtx,
     leak_check: LeakCheck,
 ) -> None:
-    cfg = config(address, namespace, test_images.ref("busybox"), command=["sleep", "1000"],
-                 timeout="2s", grace_period="1s")
+    cfg = config(
+        address,
+        namespace,
+        test_images.ref("busybox"),
+        command=["sleep", "1000"],
+        timeout="2s",
+        grace_period="1s",
+    )
     start = time.monotonic()
     with pytest.raises(StepFailed) as info:
         await run_step(cfg, make_ctx(cfg))
@@ -136,12 +187,20 @@ async def test_timeout_stops_within_grace(
 
 
 async def test_context_timeout_applies_too(
-    address: str, namespace: str, test_images: TestImages, make_ctx: MakeCtx,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    make_ctx: MakeCtx,
     leak_check: LeakCheck,
 ) -> None:
     # A shell that traps TERM exits within the grace period, with 143.
-    cfg = config(address, namespace, test_images.ref("busybox"), grace_period="5s",
-                 run="trap 'echo got-term; exit 143' TERM; while true; do sleep 0.1; done")
+    cfg = config(
+        address,
+        namespace,
+        test_images.ref("busybox"),
+        grace_period="5s",
+        run="trap 'echo got-term; exit 143' TERM; while true; do sleep 0.1; done",
+    )
     start = time.monotonic()
     with pytest.raises(StepFailed) as info:
         await run_step(cfg, make_ctx(cfg, timeout=1.0))
@@ -152,11 +211,20 @@ async def test_context_timeout_applies_too(
 
 
 async def test_cancellation_cleans_up(
-    address: str, namespace: str, test_images: TestImages, make_ctx: MakeCtx,
-    recorder: Recorder, leak_check: LeakCheck,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    make_ctx: MakeCtx,
+    recorder: Recorder,
+    leak_check: LeakCheck,
 ) -> None:
-    cfg = config(address, namespace, test_images.ref("busybox"),
-                 run="echo started; exec sleep 1000", grace_period="1s")
+    cfg = config(
+        address,
+        namespace,
+        test_images.ref("busybox"),
+        run="echo started; exec sleep 1000",
+        grace_period="1s",
+    )
     task = asyncio.ensure_future(run_step(cfg, make_ctx(cfg)))
     for _ in range(100):
         if recorder.logs["stdout"]:
@@ -172,19 +240,37 @@ async def test_cancellation_cleans_up(
 
 
 async def test_pull_with_htpasswd_auth(
-    address: str, namespace: str, test_images: TestImages, auth_registry: RegistryServer,
-    make_ctx: MakeCtx, recorder: Recorder, leak_check: LeakCheck,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    auth_registry: RegistryServer,
+    make_ctx: MakeCtx,
+    recorder: Recorder,
+    leak_check: LeakCheck,
 ) -> None:
     ref = test_images.ref("busybox", auth=True)
-    cfg = config(address, namespace, ref, command=["echo", "authed"], pull="always",
-                 registry_auth={auth_registry.host: RegistryAuth(auth_registry.username,
-                                                                 auth_registry.password)})
+    cfg = config(
+        address,
+        namespace,
+        ref,
+        command=["echo", "authed"],
+        pull="always",
+        registry_auth={
+            auth_registry.host: RegistryAuth(auth_registry.username, auth_registry.password)
+        },
+    )
     outputs = await run_step(cfg, make_ctx(cfg))
     assert outputs["stdout"] == "authed\n"
     assert any(e.kind == "pull" for e in recorder.events)
     assert auth_registry.password not in repr(cfg)
-    bad = config(address, namespace, ref, command=["true"], pull="always",
-                 registry_auth={auth_registry.host: RegistryAuth(auth_registry.username, "nope")})
+    bad = config(
+        address,
+        namespace,
+        ref,
+        command=["true"],
+        pull="always",
+        registry_auth={auth_registry.host: RegistryAuth(auth_registry.username, "nope")},
+    )
     with pytest.raises(StepFailed) as info:
         await run_step(bad, make_ctx(bad))
     assert auth_registry.host in info.value.message
@@ -193,7 +279,10 @@ async def test_pull_with_htpasswd_auth(
 
 
 async def test_pull_never_with_missing_image(
-    address: str, namespace: str, registry: RegistryServer, make_ctx: MakeCtx,
+    address: str,
+    namespace: str,
+    registry: RegistryServer,
+    make_ctx: MakeCtx,
     leak_check: LeakCheck,
 ) -> None:
     image = f"{registry.host}/wfe/not-pulled-anywhere:1"
@@ -206,8 +295,9 @@ async def test_pull_never_with_missing_image(
 
 
 async def test_missing_socket_is_a_clear_error(make_ctx: MakeCtx, tmp_path: Path) -> None:
-    cfg = ContainerdConfig(image="busybox", command=["true"],
-                           containerd_addr=str(tmp_path / "nope.sock"))
+    cfg = ContainerdConfig(
+        image="busybox", command=["true"], containerd_addr=str(tmp_path / "nope.sock")
+    )
     with pytest.raises(StepFailed) as info:
         await run_step(cfg, make_ctx(cfg))
     assert "nope.sock" in info.value.message
