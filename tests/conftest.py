@@ -35,6 +35,8 @@ _LOGGED_FIXTURES = {
     "test_images": "registry",
 }
 _HARNESS: list[Harness] = []
+#: Every harness of this session, kept for the terminal summary after teardown.
+_STARTED: list[Harness] = []
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -46,6 +48,7 @@ def harness() -> Iterator[Harness]:
     """The session's harness (own temp dir, or reused from ``$WFE_HARNESS``)."""
     h = Harness.from_env()
     _HARNESS.append(h)
+    _STARTED.append(h)
     previous = signal.getsignal(signal.SIGTERM)
     if previous is signal.SIG_DFL:
         # A SIGTERM'd pytest then unwinds like Ctrl-C, and teardown still stops the daemons.
@@ -119,3 +122,22 @@ def pytest_runtest_makereport(
             text = tail(Path(path), 80)
             if text:
                 report.sections.append((f"{service} log (tail of {path})", text))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print harness startup times (measured, never asserted) and other harness notes."""
+    from tests.harness.report import NOTES
+
+    lines = list(NOTES)
+    for h in _STARTED:
+        services = h.state.get("services", {})
+        if services:
+            per = ", ".join(
+                f"{name} {info.get('ready_seconds', 0):.2f}s" for name, info in services.items()
+            )
+            mode = "reused from WFE_HARNESS" if not h.owned else "started by this session"
+            lines.append(f"daemons {mode}: {per}")
+    if lines:
+        terminalreporter.section("wfe harness")
+        for line in lines:
+            terminalreporter.write_line(line)

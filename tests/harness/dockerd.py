@@ -8,6 +8,7 @@ disturb each other's namespaces or content, and stopping dockerd stops its conta
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .http_probe import unix_get
@@ -30,7 +31,10 @@ class Dockerd(Service):
 
     def prepare(self) -> None:
         super().prepare()
-        (self.dir / "daemon.json").write_text("{}\n")
+        # deprecated-key-path: otherwise 20.10 writes a trust key to /etc/docker/key.json.
+        # shutdown-timeout: teardown should not wait 15 s for containers a test left running.
+        config = {"deprecated-key-path": str(self.dir / "key.json"), "shutdown-timeout": 2}
+        (self.dir / "daemon.json").write_text(json.dumps(config) + "\n")
 
     def argv(self) -> list[str]:
         return [

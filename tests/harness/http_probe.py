@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import socket
+from typing import Any
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -26,9 +28,26 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 def unix_get(socket_path: str, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     """GET ``path`` on a unix-socket HTTP server; returns (status, body)."""
+    return unix_request(socket_path, "GET", path, timeout=timeout)
+
+
+def unix_request(
+    socket_path: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout: float = 30.0,
+) -> tuple[int, bytes]:
+    """``method path`` on a unix-socket HTTP server, ``body`` sent as JSON when not None."""
     conn = UnixHTTPConnection(socket_path, timeout=timeout)
+    headers = {}
+    payload = None
+    if body is not None:
+        payload = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
     try:
-        conn.request("GET", path)
+        conn.request(method, path, body=payload, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:

@@ -26,6 +26,7 @@ from . import images, processes
 from .containerd import Containerd
 from .dockerd import Dockerd
 from .mounts import unmount_all
+from .reclaim import cgroups_of, reclaim, remove_cgroups
 from .registry import Registry
 from .requirements import SERVICE_NEEDS, HarnessUnavailable, missing
 from .service import Service
@@ -265,8 +266,11 @@ class Harness:
             stop_tree(self.base, dict(self.state["services"]), self._objects)
 
     def _stop_service(self, service: Service) -> None:
+        if service.pid is not None and processes.pid_alive(service.pid):
+            reclaim({service.name: service.info()})
         sockets = shim_sockets(service.dir)
         strays = _shim_processes(service.dir)
+        _kill_containers(service.dir)
         service.stop()
         processes.kill(p for p in strays if p.is_running())
         processes.kill(processes.processes_mentioning(str(service.dir)))
@@ -290,12 +294,30 @@ def shim_sockets(directory: Path) -> list[Path]:
 
 
 def _shim_processes(directory: Path) -> list[Any]:
-    """Shims mentioning ``directory`` and everything below them (the containers)."""
+    """Processes mentioning ``directory`` (daemons, shims) and everything below them."""
     shims = processes.processes_mentioning(str(directory))
     result = list(shims)
     for shim in shims:
         result += processes.descendants(shim.pid)
     return result
+
+
+def _kill_containers(directory: Path) -> None:
+    """SIGKILL container processes (children of our shims) before the daemons are stopped.
+
+    A daemon asked to stop with containers still running waits for them (dockerd gives each its
+    stop timeout, and ``sleep`` as PID 1 ignores SIGTERM), so teardown kills them outright first.
+    """
+    doomed = []
+    for proc in processes.processes_mentioning(str(directory)):
+        try:
+            if proc.name().startswith("containerd-shim"):
+                doomed += processes.descendants(proc.pid)
+        except Exception:
+            continue
+    cgroups = [cg for proc in doomed for cg in cgroups_of(proc.pid)]
+    processes.kill(doomed)
+    remove_cgroups(cgroups)
 
 
 def _remove_sockets(sockets: list[Path]) -> None:
@@ -317,8 +339,10 @@ def stop_tree(
     """
     objects = objects or {}
     problems: list[str] = []
+    reclaim({n: s.info() for n, s in objects.items()} | services)
     sockets = shim_sockets(base)
     strays = _shim_processes(base)
+    _kill_containers(base)
     order = {"docker": 0, "containerd": 1, "registry": 2, "auth_registry": 3}
     for name in sorted(set(services) | set(objects), key=lambda n: order.get(n, 9)):
         service = objects.get(name)

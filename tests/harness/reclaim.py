@@ -1,0 +1,114 @@
+"""Removing what tests left running, through the daemons, before the daemons are stopped.
+
+Deleting tasks and containers through containerd and Docker lets runc remove their cgroups and
+rootfs mounts and lets the shims exit cleanly, which a plain SIGKILL of the processes does not.
+Whatever this misses is killed afterwards (see :mod:`tests.harness.session`); the cgroups of
+processes killed that way are removed by :func:`remove_cgroups`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .http_probe import unix_get, unix_request
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _ctr(address: str, *args: str, timeout: float = 10) -> str:
+    result = subprocess.run(
+        ["ctr", "--address", address, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return result.stdout if result.returncode == 0 else ""
+
+
+def containerd_leftovers(address: str) -> int:
+    """Kill and delete every task and container in every namespace; returns how many."""
+    if not os.path.exists(address):
+        return 0
+    removed = 0
+    namespaces: list[str] = []
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        namespaces = _ctr(address, "namespaces", "ls", "-q").split()
+        for ns in namespaces:
+            for task in _ctr(address, "-n", ns, "tasks", "ls", "-q").split():
+                _ctr(address, "-n", ns, "tasks", "kill", "-a", "-s", "SIGKILL", task)
+                _ctr(address, "-n", ns, "tasks", "delete", "-f", task)
+            for container in _ctr(address, "-n", ns, "containers", "ls", "-q").split():
+                _ctr(address, "-n", ns, "containers", "rm", container)
+                removed += 1
+    # runc removes a container's cgroup but not the per-namespace parent (/<namespace>).
+    for ns in namespaces:
+        if ns not in _SHARED_PARENTS:
+            for parent in _CGROUP_ROOT.glob(f"*/{ns}"):
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
+    return removed
+
+
+def docker_leftovers(socket: str) -> int:
+    """Force-remove every container of the harness Docker Engine; returns how many."""
+    if not os.path.exists(socket):
+        return 0
+    removed = 0
+    with contextlib.suppress(OSError, ValueError):
+        status, body = unix_get(socket, "/containers/json?all=1")
+        if status != 200:
+            return 0
+        for container in json.loads(body):
+            unix_request(socket, "DELETE", f"/containers/{container['Id']}?force=1&v=1")
+            removed += 1
+    return removed
+
+
+def reclaim(services: dict[str, dict[str, Any]]) -> None:
+    """Remove leftover containers of the harness daemons described by ``services``."""
+    if "docker" in services:
+        docker_leftovers(services["docker"]["socket"])
+    if "containerd" in services:
+        containerd_leftovers(services["containerd"]["address"])
+
+
+def cgroups_of(pid: int) -> list[Path]:
+    """The cgroup v1/v2 directories ``pid`` lives in (to remove after it is killed)."""
+    found: list[Path] = []
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if path in ("", "/"):
+                continue
+            if controllers == "":
+                found.append(_CGROUP_ROOT / path.lstrip("/"))
+                continue
+            for controller in controllers.split(","):
+                name = controller.removeprefix("name=")
+                found.append(_CGROUP_ROOT / name / path.lstrip("/"))
+    return found
+
+
+#: Parent cgroups shared with daemons outside the harness; never removed.
+_SHARED_PARENTS = frozenset({"docker", "buildkit", "system.slice", "user.slice"})
+
+
+def remove_cgroups(paths: list[Path]) -> None:
+    """rmdir the given (now empty) cgroups, deepest first, and their parents once empty.
+
+    A containerd namespace's parent cgroup (``/<namespace>``) is removed when nothing else is
+    in it; shared parents such as ``/docker`` stay.
+    """
+    for path in sorted(set(paths), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+        parent = path.parent
+        if parent.name not in _SHARED_PARENTS and parent.parent.parent == _CGROUP_ROOT:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
