@@ -33,6 +33,7 @@ import binascii
 import json
 import logging
 import os
+import re
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -437,18 +438,31 @@ def resolve_credential(
     Order: the step's ``registry_auth``, the config's ``credHelpers[host]``, its
     ``credsStore``, then its ``auths`` entry.
     """
+    return resolve_with_origin(sources, host, run=run)[0]
+
+
+def resolve_with_origin(
+    sources: CredentialSources, host: str, *, run: HelperRunner = _run_helper
+) -> tuple[RegistryCredential, str]:
+    """Like :func:`resolve_credential`, plus where the answer came from (for error hints)."""
     key = canonical_host(host)
     if key in sources.step:
-        return sources.step[key]
+        return sources.step[key], "the step's registry_auth"
     docker = sources.docker
+    where = str(docker.path) if docker.path else "the Docker config"
     helper = docker.cred_helpers.get(key)
     if helper:
-        return credential_from_helper(helper, key, run=run) or ANONYMOUS
+        found = credential_from_helper(helper, key, run=run)
+        if found is None:
+            return ANONYMOUS, f"no credentials (credHelpers docker-credential-{helper} had none)"
+        return found, f"docker-credential-{helper} (credHelpers in {where})"
     if docker.creds_store:
         found = credential_from_helper(docker.creds_store, key, run=run)
         if found is not None:
-            return found
-    return docker.auths.get(key, ANONYMOUS)
+            return found, f"docker-credential-{docker.creds_store} (credsStore in {where})"
+    if key in docker.auths:
+        return docker.auths[key], f"auths in {where}"
+    return ANONYMOUS, "no credentials configured"
 
 
 def credential_sources(
@@ -495,6 +509,8 @@ class AuthServicer:
         self._sources = sources
         self._run_helper = run_helper
         self._cache: dict[str, RegistryCredential] = {}
+        #: host -> where its credential came from ("the step's registry_auth", ...).
+        self.origins: dict[str, str] = {}
         self._lock = asyncio.Lock()
         #: Hosts BuildKit asked about, in order (for diagnostics: "unauthorized" hints).
         self.hosts_asked: list[str] = []
@@ -509,23 +525,28 @@ class AuthServicer:
         host = canonical_host(request.Host)
         self.hosts_asked.append(request.Host)
         async with self._lock:
-            credential = self._cache.get(host)
-            if credential is None:
+            if host not in self._cache:
                 try:
-                    credential = await asyncio.to_thread(
-                        resolve_credential, self._sources, host, run=self._run_helper
+                    resolved, origin = await asyncio.to_thread(
+                        resolve_with_origin, self._sources, host, run=self._run_helper
                     )
                 except RegistryAuthError as exc:
                     log.warning("registry credentials for %s: %s", host, exc)
                     await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
                     raise  # not reached: abort raises
-                self._cache[host] = credential
+                self._cache[host] = resolved
+                self.origins[host] = origin
+            credential = self._cache[host]
         log.debug(
             "registry credentials for %s: %s",
             request.Host,
             "anonymous" if credential.anonymous else f"user {credential.username or '<token>'}",
         )
         return auth_pb2.CredentialsResponse(Username=credential.username, Secret=credential.secret)
+
+    def answered(self, host: str) -> RegistryCredential:
+        """The credential this servicer gave for ``host`` (anonymous if never asked)."""
+        return self._cache.get(canonical_host(host), ANONYMOUS)
 
     async def _unimplemented(self, context: grpc.aio.ServicerContext) -> None:
         import grpc
@@ -552,6 +573,43 @@ class AuthServicer:
     ) -> auth_pb2.VerifyTokenAuthorityResponse:
         await self._unimplemented(context)
         raise AssertionError("not reached: abort raises")
+
+
+_UNAUTHORIZED = re.compile(
+    r"401 unauthorized|unauthorized|authentication required|authorization failed|"
+    r"insufficient_scope|denied: requested access",
+    re.I,
+)
+
+
+def unauthorized_hint(message: str, servicer: AuthServicer | None) -> str | None:
+    """A sentence explaining a registry "unauthorized" build failure, or None.
+
+    Names the registry host(s) BuildKit asked credentials for and where they came from
+    (the step's registry_auth, a credential helper, config.json or nothing), never the secret.
+    Meant to be appended to the build error by the step.
+    """
+    if not _UNAUTHORIZED.search(message):
+        return None
+    if servicer is None or not servicer.origins:
+        return (
+            "the registry refused access: no registry credentials were requested or "
+            "configured; add the registry host to registry_auth"
+        )
+    parts = []
+    for host, origin in servicer.origins.items():
+        credential = servicer.answered(host)
+        who = (
+            "anonymously"
+            if credential.anonymous
+            else f"as {credential.username or 'an identity token'}"
+        )
+        parts.append(f"{host} {who} (from {origin})")
+    return (
+        "the registry refused the credentials: "
+        + "; ".join(parts)
+        + ". Check the username and password in registry_auth (or docker login)"
+    )
 
 
 #: Methods to advertise in ``x-docker-expose-session-grpc-method`` (not checked by the daemon).
