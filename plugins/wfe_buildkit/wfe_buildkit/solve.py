@@ -212,7 +212,9 @@ def failure_from(
         where = _source_location(error)
         if where is None and locate is not None:
             where = locate(f"#line {parse.group(1)}")
-        return BuildFailed(message, location=where, syntax_error=True)
+        return BuildFailed(
+            parse.group(2).strip(), location=where or f"line {parse.group(1)}", syntax_error=True
+        )
     missing = _NOT_FOUND.search(message)
     if missing:
         return UnsupportedByDaemon(
