@@ -153,3 +153,20 @@ async def test_moby_export_gives_image_id(
         result = await bk.build(tmp_path, exports=[Export.moby(["wfe-test/moby:1"])])
     assert result.digest and result.digest.startswith("sha256:")
     assert result.config_digest == result.digest
+
+
+async def test_session_over_control_stream(
+    tmp_path: Path, bk_address: str, busybox: str, no_session_leaks: object
+) -> None:
+    """The ``Control.Session`` pump (what standalone buildkitd uses), through Docker's /grpc."""
+    make_tree(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {busybox}\nCOPY . /c\nRUN sleep 1.5 && echo slept\n", "x": "x\n"},
+    )
+    async with Client(bk_address) as bk:
+        bk.transport.session_over_control = True
+        await bk.build(
+            tmp_path / "ctx", network="none", no_cache=True,
+            exports=[Export.local(tmp_path / "out")],
+        )
+    assert (tmp_path / "out" / "c" / "x").read_text() == "x\n"

@@ -274,7 +274,7 @@ async def run_solve(
     )
     request = build_request(opt, ref, session.session_id)
     async with session:
-        if transport.engine is not None:
+        if transport.engine is not None and not transport.session_over_control:
             await session.attach_docker(transport.engine)
         else:
             await session.attach_control(stub)

@@ -137,6 +137,9 @@ class Transport:
         self.engine: DockerEngine | None = None
         self.relay: UpgradeRelay | None = None
         self._channel: grpc.aio.Channel | None = None
+        #: Attach sessions with ``Control.Session`` even on Docker Engine (which also serves it
+        #: over /grpc); by default Docker sessions use the ``POST /session`` upgrade like buildx.
+        self.session_over_control = False
         if address.kind == "docker":
             self.engine = DockerEngine(address.path, address.raw)
         if tls is not None and address.kind != "tcp":
