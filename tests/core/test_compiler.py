@@ -15,7 +15,7 @@ from wfe_core.plugins import PluginRegistry
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
-import fake_plugins  # noqa: E402
+import fake_plugins  # type: ignore[import-not-found]  # noqa: E402
 
 
 def compile_yaml(text: str, registry: PluginRegistry | None = None) -> CompileResult:
@@ -156,10 +156,10 @@ def test_workflow_header_errors() -> None:
     )
     got = [(d.line, d.code, d.message) for d in errors(result)]
     assert got[0][1] == "WFE013" and "required key 'id'" in got[0][2]
-    assert (3, "WFE016") == got[1][:2] and "version 2" in got[1][2]
-    assert (4, "WFE015") == got[2][:2]
-    assert (5, "WFE016") == got[3][:2]
-    assert (6, "WFE015") == got[4][:2] and "duplicate workflow id 'ok'" in got[4][2]
+    assert got[1][:2] == (3, "WFE016") and "version 2" in got[1][2]
+    assert got[2][:2] == (4, "WFE015")
+    assert got[3][:2] == (5, "WFE016")
+    assert got[4][:2] == (6, "WFE015") and "duplicate workflow id 'ok'" in got[4][2]
 
 
 def test_all_problems_are_reported_together_in_file_order() -> None:
@@ -456,3 +456,33 @@ def test_base_dir_is_the_file_directory(tmp_path: Path) -> None:
     result = compile_file(path, PluginRegistry([plugin], discover=False))
     assert result.ok
     assert seen == [tmp_path.resolve()]
+
+
+def test_thousand_steps_compile_fast() -> None:
+    """Guards against quadratic work; the real figure is measured by benchmarks/engine.py."""
+    import time
+
+    lines = ["workflow:", "  id: big", "  inputs: {tag: string}", "  steps:"]
+    for i in range(1000):
+        previous = f"s{i - 1}" if i else "s0"
+        lines += [
+            f"    - name: s{i}",
+            "      type: run",
+            "      timeout: 30s",
+            f"      when: {{field: steps.{previous}.outputs.ok, equals: 'yes'}}" if i else "",
+            (
+                f"      config: {{run: 'echo ${{{{ inputs.tag }}}} "
+                f"${{{{ steps.{previous}.outputs.x }}}}'}}"
+            )
+            if i
+            else "      config: {run: echo}",
+        ]
+    text = "\n".join(line for line in lines if line) + "\n"
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        result = compile_yaml(text)
+        best = min(best, time.perf_counter() - started)
+    assert result.ok
+    assert len(result.select(None).steps) == 1000
+    assert best < 1.0, f"compiling 1,000 steps took {best:.3f}s"

@@ -15,7 +15,7 @@ from wfe_core.plugins import PluginRegistry
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
-import fake_plugins  # noqa: E402
+import fake_plugins  # type: ignore[import-not-found]  # noqa: E402
 
 
 def compile_config(config: str, registry: PluginRegistry | None = None) -> CompileResult:
@@ -85,12 +85,25 @@ def test_each_problem_at_its_key() -> None:
     )
     got = diags(result)
     assert got == [
-        ("WFE050", 9, 9, "config.retries: expected an integer, got string 'lots' "
-                         "(step 's', type 'run')"),
-        ("WFE050", 10, 9, "config.verbose: expected true or false, got string 'no' "
-                          "(step 's', type 'run')"),
-        ("WFE050", 11, 9, "config.mode: expected one of 'fast' or 'slow', got string "
-                          "'medium' (step 's', type 'run')"),
+        (
+            "WFE050",
+            9,
+            9,
+            "config.retries: expected an integer, got string 'lots' (step 's', type 'run')",
+        ),
+        (
+            "WFE050",
+            10,
+            9,
+            "config.verbose: expected true or false, got string 'no' (step 's', type 'run')",
+        ),
+        (
+            "WFE050",
+            11,
+            9,
+            "config.mode: expected one of 'fast' or 'slow', got string "
+            "'medium' (step 's', type 'run')",
+        ),
         ("WFE050", 12, 9, "config.tags: expected a list, got string 'one' (step 's', type 'run')"),
         ("WFE050", 13, 15, "config.env.A: expected a string, got a list (step 's', type 'run')"),
         ("WFE052", 16, 13, "missing required key 'target' (step 's', type 'run')"),
@@ -180,7 +193,10 @@ def test_validator_yielding_garbage_is_reported() -> None:
         return ["not a diagnostic"]
 
     plugin = fake_plugins.ExecutorPlugin(
-        "bad", fake_plugins.EmptyConfig, lambda c: fake_plugins._Noop(), validators=(bad,)  # type: ignore[arg-type]
+        "bad",
+        fake_plugins.EmptyConfig,
+        lambda c: fake_plugins._Noop(),
+        validators=(bad,),
     )
     text = "workflow:\n  id: wf\n  steps:\n    - {name: s, type: bad}\n"
     result = compile_text(
@@ -208,5 +224,3 @@ def test_real_registry_shell_type(tmp_path: Path) -> None:
     assert got, "a misspelt shell key must be an error"
     assert all(d.line == 5 for d in got)
     assert any(d.code == "WFE051" and "'rnu'" in d.message for d in got)
-
-

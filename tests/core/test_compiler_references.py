@@ -14,7 +14,7 @@ from wfe_core.model import Step
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
-import fake_plugins  # noqa: E402
+import fake_plugins  # type: ignore[import-not-found]  # noqa: E402
 
 
 def compile_steps(steps: str, inputs: str = "tag: string") -> CompileResult:

@@ -15,6 +15,7 @@ Diagnostic codes are in :mod:`.codes`, caps in :mod:`.limits`.
 from __future__ import annotations
 
 import difflib
+import gc
 from pathlib import Path
 
 import attrs
@@ -101,6 +102,8 @@ def compile_text(
     config paths resolve against (validators receive it)."""
     report = Reporter(file)
     workflows: list[Workflow] = []
+    collecting = gc.isenabled()
+    gc.disable()  # the tree is acyclic and capped; cyclic GC passes only slow the build down
     try:
         source = decode(text, report) if isinstance(text, bytes) else text
         if source is not None:
@@ -116,6 +119,9 @@ def compile_text(
             None,
             hint="please report this as a bug in wfe",
         )
+    finally:
+        if collecting:
+            gc.enable()
     return _result(report, workflows)
 
 

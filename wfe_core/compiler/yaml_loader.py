@@ -71,7 +71,13 @@ def decode(data: bytes, report: Reporter) -> str | None:
         return None
 
 
+_NEVER_SPECIAL = frozenset("abcdeghijklmopqrsuvwxyzABCDEGHIJKLMOPQRSUVWXYZ_/$\"'")
+"""First characters with which a plain scalar can only be a string (fast path)."""
+
+
 def _resolve_plain(text: str) -> ScalarValue:
+    if text[:1] in _NEVER_SPECIAL:
+        return text
     if text in _NULLS:
         return None
     if text in _TRUES:
@@ -147,17 +153,19 @@ class _Builder:
         self.documents = 0
 
     def feed(self, event: Any) -> None:
-        if isinstance(event, yaml.ScalarEvent):
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
             node = self._scalar(event)
-            self._register(event.anchor, node, 1)
+            if event.anchor:
+                self._register(event.anchor, node, 1)
             self._add(node, 1)
-        elif isinstance(event, yaml.AliasEvent):
+        elif kind is yaml.AliasEvent:
             self._alias(event)
-        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             self._start(event)
-        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
             self._end()
-        elif isinstance(event, yaml.DocumentStartEvent):
+        elif kind is yaml.DocumentStartEvent:
             self.documents += 1
             if self.documents > 1:
                 self.report.error(
