@@ -9,9 +9,9 @@ busybox-static. Used through the pytest fixtures in tests/conftest.py, or as a c
 from __future__ import annotations
 
 from .endpoints import ContainerdDaemon, DockerDaemon, RegistryServer
+from .image_refs import TestImages
 from .requirements import HarnessUnavailable, in_ci, require
 from .session import Harness
-from .test_images import TestImages
 
 __all__ = [
     "ContainerdDaemon",
