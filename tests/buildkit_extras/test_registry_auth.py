@@ -11,7 +11,6 @@ from typing import Any
 
 import grpc
 import pytest
-
 from wfe_buildkit._pb import auth_pb2, auth_pb2_grpc
 from wfe_buildkit.registry_auth import (
     ANONYMOUS,
@@ -192,7 +191,7 @@ def test_credential_helpers(fake_helpers: Path) -> None:
     with pytest.raises(RegistryAuthError, match=r"docker-credential-broken failed for "
                        r"reg.example \(exit 3\): keychain locked"):
         credential_from_helper("broken", "reg.example")
-    with pytest.raises(RegistryAuthError, match="docker-credential-absent .* is not installed"):
+    with pytest.raises(RegistryAuthError, match=r"docker-credential-absent .* is not installed"):
         credential_from_helper("absent", "reg.example")
 
 

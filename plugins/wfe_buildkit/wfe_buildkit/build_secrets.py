@@ -68,11 +68,19 @@ def parse_secrets(raw: Any, *, where: str = "secrets") -> tuple[SecretSpec, ...]
     """Validate the step's ``secrets`` list; raise one error listing every problem.
 
     Each item: ``{id: NAME, src: PATH}`` or ``{id: NAME, env: VAR}``; ``id`` matches
-    ``[A-Za-z0-9_.-]+`` and is unique. Objects with ``id``/``src``/``env`` attributes (an attrs
-    config class) are accepted too.
+    ``[A-Za-z0-9_.-]+`` and is unique. Also accepted: the mapping form
+    ``{NAME: {src: PATH} | {env: VAR}}``, and attrs objects with ``id``/``src`` (or ``file``)/
+    ``env`` attributes in place of the inner mappings.
     """
     if raw is None:
         return ()
+    if isinstance(raw, Mapping):
+        # The mapping form {ID: {src: PATH} | {env: NAME}} (what a dict-typed config holds).
+        items: list[Any] = []
+        for key, value in raw.items():
+            fields = _fields(value)
+            items.append({"id": key, **fields} if fields is not None else value)
+        raw = items
     if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
         raise SecretsConfigError(
             f"{where}: expected a list of {{id, src: PATH}} or {{id, env: NAME}} entries"
@@ -124,7 +132,10 @@ def _fields(item: Any) -> dict[str, Any] | None:
     if isinstance(item, Mapping):
         return dict(item)
     if attrs.has(type(item)):
-        return {k: v for k, v in attrs.asdict(item, recurse=False).items() if v is not None}
+        fields = {k: v for k, v in attrs.asdict(item, recurse=False).items() if v is not None}
+        if "file" in fields and "src" not in fields:  # an attrs config class naming it ``file``
+            fields["src"] = fields.pop("file")
+        return fields
     return None
 
 
@@ -244,7 +255,7 @@ def add_secrets_servicer(server: grpc.aio.Server, servicer: SecretsServicer) -> 
     secrets_pb2_grpc.add_SecretsServicer_to_server(servicer, server)
 
 
-@attrs.frozen
+@attrs.define
 class SecretsService:
     """The session plug-in (``wfe_buildkit.session.SessionService``) serving build secrets.
 
@@ -252,7 +263,7 @@ class SecretsService:
     """
 
     servicer: SecretsServicer = attrs.field(repr=False)
-    methods: tuple[str, ...] = SECRETS_METHODS
+    methods: Sequence[str] = SECRETS_METHODS
 
     def register(self, server: grpc.aio.Server) -> None:
         add_secrets_servicer(server, self.servicer)

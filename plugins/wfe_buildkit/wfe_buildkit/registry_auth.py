@@ -35,7 +35,7 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -628,7 +628,7 @@ def add_auth_servicer(server: grpc.aio.Server, servicer: AuthServicer) -> None:
     auth_pb2_grpc.add_AuthServicer_to_server(servicer, server)
 
 
-@attrs.frozen
+@attrs.define
 class AuthService:
     """The session plug-in (``wfe_buildkit.session.SessionService``) serving registry auth.
 
@@ -636,7 +636,7 @@ class AuthService:
     """
 
     servicer: AuthServicer
-    methods: tuple[str, ...] = AUTH_METHODS
+    methods: Sequence[str] = AUTH_METHODS
 
     def register(self, server: grpc.aio.Server) -> None:
         add_auth_servicer(server, self.servicer)

@@ -454,7 +454,7 @@ def add_ssh_servicer(server: grpc.aio.Server, servicer: SSHServicer) -> None:
     ssh_pb2_grpc.add_SSHServicer_to_server(servicer, server)
 
 
-@attrs.frozen
+@attrs.define
 class SSHService:
     """The session plug-in (``wfe_buildkit.session.SessionService``) forwarding SSH agents.
 
@@ -462,7 +462,7 @@ class SSHService:
     """
 
     servicer: SSHServicer
-    methods: tuple[str, ...] = SSH_METHODS
+    methods: Sequence[str] = SSH_METHODS
 
     def register(self, server: grpc.aio.Server) -> None:
         add_ssh_servicer(server, self.servicer)
