@@ -62,6 +62,9 @@ the group can hold the pipes open that long)."""
 
 _READ_SIZE = 64 * 1024
 
+_LIVE_GROUPS: set[int] = set()
+"""Process groups of running shell steps, for :func:`kill_live_groups`."""
+
 Seconds = NewType("Seconds", float)
 """A duration in seconds, written in YAML as ``30s``/``500ms``/``2m`` or a number."""
 
@@ -221,6 +224,16 @@ async def terminate_group(
         _signal_group(pgid, signal.SIGKILL)
 
 
+def kill_live_groups() -> None:
+    """SIGKILL every process group a shell step of this process is running.
+
+    For a forced exit (a second Ctrl-C) only: the normal path terminates each group through
+    the step's own cancellation, gracefully."""
+    for pgid in list(_LIVE_GROUPS):
+        _signal_group(pgid, signal.SIGKILL)
+    _LIVE_GROUPS.clear()
+
+
 async def _finish(coro: Any) -> None:
     """Run cleanup to completion even if cancelled again meanwhile (then re-raise that)."""
     task = asyncio.ensure_future(coro)
@@ -300,6 +313,7 @@ class ShellStep(StepBody):
             raise StepFailed(
                 f"cannot start {argv[0]!r}: {reason}", outputs=process_outputs(capture, None)
             ) from None
+        _LIVE_GROUPS.add(process.pid)
 
         async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
             if stream is None:
@@ -351,6 +365,7 @@ class ShellStep(StepBody):
     async def _reap(self, process: asyncio.subprocess.Process, pumps: asyncio.Future[Any]) -> None:
         """End the process group (leftovers included), read the rest of the output, reap."""
         await terminate_group(process, self.grace)
+        _LIVE_GROUPS.discard(process.pid)
         try:
             async with asyncio.timeout(DRAIN_SECONDS):
                 await pumps
@@ -389,6 +404,7 @@ __all__ = [
     "Seconds",
     "ShellConfig",
     "ShellStep",
+    "kill_live_groups",
     "plugin",
     "terminate_group",
     "validate",

@@ -1,0 +1,202 @@
+"""What the progress displays know about a run, updated from runner events.
+
+Both the live tree (:mod:`.live_display`) and the plain lines (:mod:`.plain_display`) keep one
+:class:`RunView`: the declared steps in tree order with their state, timing and progress items.
+It is only touched from the event loop's thread, so it needs no locking.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from wfe_core.contracts import ProgressEvent
+from wfe_core.model import Workflow
+from wfe_core.runner import (
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepProgress,
+    StepRetrying,
+    StepStarted,
+    iter_steps,
+)
+from wfe_core.runner.results import RunResult, StepResult
+
+PENDING = "pending"
+RUNNING = "running"
+RETRYING = "retrying"
+
+
+@attrs.define
+class ItemView:
+    """One progress item of a step (a build vertex, a layer pull, an upload)."""
+
+    kind: str
+    id: str
+    data: dict[str, Any] = attrs.field(factory=dict)
+    first_seen: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return str(self.data.get("name") or self.id)
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.data.get("cached"))
+
+    @property
+    def error(self) -> str | None:
+        error = self.data.get("error")
+        return str(error) if error else None
+
+    @property
+    def done(self) -> bool:
+        state = str(self.data.get("state", "")).lower()
+        return (
+            self.cached
+            or bool(self.data.get("completed"))
+            or state in ("done", "completed", "complete", "succeeded", "cached", "error", "failed")
+        )
+
+    @property
+    def fraction(self) -> float | None:
+        current, total = self.data.get("current"), self.data.get("total")
+        if isinstance(current, int | float) and isinstance(total, int | float) and total > 0:
+            return max(0.0, min(1.0, float(current) / float(total)))
+        return None
+
+
+@attrs.define
+class StepView:
+    name: str
+    type: str | None
+    role: str
+    parent: str | None
+    depth: int
+    state: str = PENDING
+    attempt: int = 0
+    started: float | None = None  # monotonic
+    duration: float | None = None
+    error: str | None = None
+    reason: str | None = None
+    retry_note: str | None = None
+    items: dict[str, ItemView] = attrs.field(factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state not in (PENDING, RUNNING, RETRYING)
+
+    def elapsed(self, now: float) -> float | None:
+        if self.duration is not None:
+            return self.duration
+        return None if self.started is None else now - self.started
+
+
+@attrs.define
+class RunView:
+    """The whole run as the displays see it."""
+
+    workflow: Workflow
+    steps: dict[str, StepView] = attrs.field(factory=dict)
+    run_id: str = ""
+    workspace: str = ""
+    started: float | None = None
+    result: RunResult | None = None
+
+    @classmethod
+    def of(cls, workflow: Workflow) -> RunView:
+        view = cls(workflow)
+        depth: dict[str | None, int] = {None: -1}
+        for step, parent, role in iter_steps(workflow.steps):
+            level = depth[parent] + 1
+            depth[step.name] = level
+            view.steps[step.name] = StepView(step.name, step.type, role, parent, level)
+        return view
+
+    def apply(self, event: RunEvent) -> StepView | None:
+        """Update from one event; returns the step it concerned, if any."""
+        now = time.monotonic()
+        if isinstance(event, RunStarted):
+            self.run_id, self.workspace, self.started = event.run_id, str(event.workspace), now
+            return None
+        if isinstance(event, RunFinished):
+            self.result = event.result
+            return None
+        if isinstance(event, StepStarted):
+            step = self.steps[event.step]
+            if step.started is None:
+                step.started = now
+            step.state, step.attempt, step.retry_note = RUNNING, event.attempt, None
+            return step
+        if isinstance(event, StepRetrying):
+            step = self.steps[event.step]
+            step.state = RETRYING
+            step.retry_note = f"attempt {event.attempt} failed: {event.error}"
+            return step
+        if isinstance(event, StepFinished):
+            return self.finish(event.result)
+        if isinstance(event, StepProgress):
+            step = self.steps[event.step]
+            self.add_item(step, event.event, now)
+            return step
+        return self.steps.get(getattr(event, "step", ""))
+
+    def finish(self, result: StepResult) -> StepView:
+        step = self.steps[result.name]
+        step.state = result.state.value
+        step.duration = result.duration
+        step.error, step.reason = result.error, result.reason
+        step.attempt = result.attempts
+        return step
+
+    @staticmethod
+    def add_item(step: StepView, event: ProgressEvent, now: float) -> ItemView:
+        item = step.items.get(event.id)
+        if item is None:
+            item = step.items[event.id] = ItemView(event.kind, event.id, {}, now)
+        item.data.update(_plain(event.data))
+        return item
+
+
+def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(data)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``0.0123`` → ``12ms``, ``3.4`` → ``3.4s``, ``75`` → ``1m15s``."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def format_bytes(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}GiB"
+
+
+__all__ = [
+    "PENDING",
+    "RETRYING",
+    "RUNNING",
+    "ItemView",
+    "RunView",
+    "StepView",
+    "format_bytes",
+    "format_duration",
+]
