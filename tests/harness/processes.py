@@ -13,6 +13,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -36,9 +37,10 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` with its output appended to ``log_path``; returns immediately.
 
-    Must be called from the main thread when ``tie_to_parent`` is set: the kernel delivers the
-    parent-death signal when the *thread* that forked exits.
+    ``tie_to_parent`` only takes effect on the main thread: the kernel delivers the parent-death
+    signal when the *thread* that forked exits, which for a worker thread is far too early.
     """
+    tie_to_parent = tie_to_parent and threading.current_thread() is threading.main_thread()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(f"$ {' '.join(argv)}\n".encode())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -72,7 +73,8 @@ class Harness:
 
     @classmethod
     def create(cls, *, tie_to_parent: bool = True, mode: str = "pytest") -> Harness:
-        """A fresh harness directory owned by this process."""
+        """A fresh harness directory owned by this process (after sweeping crashed ones)."""
+        sweep_stale()
         base = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
         os.chmod(base, 0o755)  # container processes (non-root users too) traverse it
         harness = cls(base, owned=True, tie_to_parent=tie_to_parent)
@@ -276,6 +278,31 @@ class Harness:
         processes.kill(processes.processes_mentioning(str(service.dir)))
         unmount_all(service.dir)
         _remove_sockets(sockets)
+
+
+def sweep_stale() -> list[Path]:
+    """Stop and remove harnesses whose owning test process died without tearing down.
+
+    A SIGKILLed pytest cannot clean up: its daemons die with it (parent-death signal), but
+    mounts, cgroups and the directory stay. Only ``pytest``-mode harnesses whose owner PID is
+    gone are swept; ``up`` harnesses live until ``down``.
+    """
+    swept: list[Path] = []
+    pattern = os.path.join(tempfile.gettempdir(), f"{DIR_PREFIX}*", STATE_FILE)
+    for state_file in glob.glob(pattern):
+        try:
+            data = json.loads(Path(state_file).read_text())
+        except (OSError, ValueError):
+            continue
+        owner = data.get("owner_pid")
+        if data.get("mode") != "pytest" or not owner or processes.pid_alive(int(owner)):
+            continue
+        base = Path(data["base"])
+        if base != Path(state_file).parent:
+            continue
+        stop_tree(base, data.get("services", {}))
+        swept.append(base)
+    return swept
 
 
 def shim_sockets(directory: Path) -> list[Path]:

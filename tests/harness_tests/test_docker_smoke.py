@@ -43,3 +43,12 @@ def test_grpc_upgrade_answers(docker_daemon: DockerDaemon) -> None:
                 break
             head += chunk
     assert head.startswith(b"HTTP/1.1 101"), head[:200]
+
+
+async def test_buildkit_list_workers(docker_daemon: DockerDaemon) -> None:
+    """BuildKit's ListWorkers answers through POST /grpc (via the wfe BuildKit client)."""
+    client_module = pytest.importorskip("wfe_buildkit.client")
+    async with client_module.Client(f"docker+unix://{docker_daemon.socket}") as client:
+        workers = await client.ping()
+    assert workers, "the embedded BuildKit reported no worker"
+    assert any("linux/" in p for w in workers for p in w.platforms)

@@ -22,6 +22,7 @@ import pytest
 from tests.harness import require
 from tests.harness.leaks import leftovers
 from tests.harness.report import note
+from tests.harness.session import sweep_stale
 from tests.harness_tests.occupy import containerd_sleeper, docker_sleeper, footprint
 
 pytestmark = pytest.mark.daemon
@@ -126,3 +127,24 @@ def test_interrupted_session_leaves_nothing(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode != 0, out  # interrupted
     _assert_clean(json.loads(report_path.read_text()))
+
+
+def test_killed_session_is_swept_by_the_next(tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to clean up; the next harness sweeps what remains."""
+    proc, report_path = _busy_pytest(tmp_path, interrupt=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not report_path.exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "busy session never got ready"
+            time.sleep(0.1)
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    report = json.loads(report_path.read_text())
+    # (A harness created concurrently by another session may have swept it already.)
+    sweep_stale()
+    _assert_clean(report)
