@@ -179,7 +179,9 @@ _RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
         "use a client certificate signed by the CA the daemon was started with (--tlscacert)",
     ),
     (
-        re.compile(r"wrong version number|packet length too long|http_request|record layer", re.I),
+        re.compile(
+            r"wrong[_ ]version[_ ]number|packet[_ ]length[_ ]too[_ ]long|http_request", re.I
+        ),
         "the daemon does not speak TLS on this port",
         "remove the tls settings, or point the address at the daemon's TLS listener",
     ),
