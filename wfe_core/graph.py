@@ -14,7 +14,7 @@ from typing import Literal
 
 import attrs
 
-from wfe_core.model import Combine, Compare, Condition, Not, Step, Workflow
+from wfe_core.model import Compare, Condition, Not, Step, Workflow
 
 Format = Literal["mermaid", "dot"]
 _MAX_CONDITION = 60
