@@ -110,7 +110,7 @@ def test_failure_message_has_exit_code_and_stderr_tail() -> None:
     step = result.step("f")
     assert step.state is StepState.FAILED
     assert step.error is not None
-    assert step.error.startswith("command exited with code 3; last lines of stderr:\n")
+    assert step.error.startswith("command exited with code 3\nlast lines of stderr:\n")
     assert "  line30" in step.error and "line21" in step.error and "line20\n" not in step.error
     assert step.outputs["exit_code"] == 3 and step.outputs["k"] == "v"
 

@@ -23,29 +23,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(run_cli(argv))
 
 
-def run_cli(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return its exit code (for tests and embedding)."""
-    import click
+def _kinds(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
 
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (for tests and embedding).
+
+    Click's exceptions are recognised by class name: Typer may use the ``click`` package or its
+    own vendored copy of it, depending on its version.
+    """
     from wfe_core.cli.app import build_app
 
     app = build_app()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         code = app(args=args, prog_name="wfe", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.stderr.write("\ninterrupted\n")
-        return EXIT_INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_INVALID if exc.exit_code == 2 else int(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:
+        kinds = _kinds(exc)
+        if "Exit" in kinds:
+            return int(getattr(exc, "exit_code", 0))
+        if "Abort" in kinds:
+            sys.stderr.write("\ninterrupted\n")
+            return EXIT_INTERRUPTED
+        if "ClickException" in kinds:
+            exc.show()  # type: ignore[attr-defined]
+            return EXIT_INVALID if getattr(exc, "exit_code", 2) == 2 else int(exc.exit_code)  # type: ignore[attr-defined]
+        raise
     return int(code) if isinstance(code, int) else EXIT_OK
 
 

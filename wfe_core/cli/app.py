@@ -14,6 +14,12 @@ containerd, run shell commands, or use any installed executor plugin.
 Exit codes: 0 success, 1 a step failed, 2 invalid input, 130 interrupted."""
 
 
+def _done(code: int) -> None:
+    """End a command with ``code``: raised, so that it also works in standalone mode."""
+    if code:
+        raise typer.Exit(code)
+
+
 def build_app() -> typer.Typer:
     """Create the app (a function, so importing this module costs nothing but Typer)."""
     app = typer.Typer(
@@ -28,7 +34,9 @@ def build_app() -> typer.Typer:
 
     @app.command()
     def run(
-        file: Annotated[Path, typer.Argument(help="The workflow file.", show_default=False)],
+        file: Annotated[
+            Path, typer.Argument(help="The workflow file.", show_default=False, metavar="FILE")
+        ],
         input: Annotated[
             list[str] | None,
             typer.Option(
@@ -61,61 +69,70 @@ def build_app() -> typer.Typer:
         keep_workspace: Annotated[
             bool, typer.Option("--keep-workspace", help="Keep the run's workspace directory.")
         ] = False,
-    ) -> int:
+    ) -> None:
         """Run a workflow, showing live progress."""
         from wfe_core.cli.run_command import run_command
 
-        return run_command(file, input or [], workflow, jobs, json_output, keep_workspace)
+        _done(run_command(file, input or [], workflow, jobs, json_output, keep_workspace))
 
     @app.command()
     def validate(
-        files: Annotated[list[Path], typer.Argument(help="Workflow files.", show_default=False)],
-    ) -> int:
+        files: Annotated[
+            list[Path],
+            typer.Argument(help="Workflow files.", show_default=False, metavar="FILE..."),
+        ],
+    ) -> None:
         """Check workflow files and print every problem found (exit 2 if any error)."""
         from wfe_core.cli.inspect_commands import validate_command
 
-        return validate_command(files)
+        _done(validate_command(files))
 
     @app.command()
-    def plugins() -> int:
+    def plugins() -> None:
         """List installed executors: type, distribution, version, description."""
         from wfe_core.cli.inspect_commands import plugins_command
 
-        return plugins_command()
+        _done(plugins_command())
 
     @app.command()
     def schema(
         type: Annotated[
             str | None,
-            typer.Argument(help="Only this executor type's config schema.", show_default=False),
+            typer.Argument(
+                help="Only this executor type's config schema.",
+                show_default=False,
+                metavar="TYPE",
+            ),
         ] = None,
-    ) -> int:
+    ) -> None:
         """Print the JSON Schema of the workflow format (for editors)."""
         from wfe_core.cli.inspect_commands import schema_command
 
-        return schema_command(type)
+        _done(schema_command(type))
 
     @app.command()
     def graph(
-        file: Annotated[Path, typer.Argument(help="The workflow file.", show_default=False)],
+        file: Annotated[
+            Path, typer.Argument(help="The workflow file.", show_default=False, metavar="FILE")
+        ],
         format: Annotated[str, typer.Option("--format", "-f", help="mermaid or dot.")] = "mermaid",
         workflow: Annotated[
             str | None,
             typer.Option("--workflow", "-w", help="Which workflow, when the file has several."),
         ] = None,
-    ) -> int:
+    ) -> None:
         """Print a workflow's step graph as Mermaid or Graphviz DOT."""
         from wfe_core.cli.inspect_commands import graph_command
 
-        return graph_command(file, format, workflow)
+        _done(graph_command(file, format, workflow))
 
     @app.command()
-    def gc() -> int:
+    def gc() -> None:
         """Remove leftovers of crashed runs (containers, snapshots, leases) via each executor's
         garbage-collection hook."""
         from wfe_core.cli.gc_command import gc_command
 
-        return gc_command()
+        _done(gc_command())
 
     return app
 

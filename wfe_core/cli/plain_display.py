@@ -119,7 +119,7 @@ class PlainDisplay:
                 self.write(f"{step.name}: started{again}")
         elif isinstance(event, StepRetrying):
             self.write(
-                f"{event.step}: attempt {event.attempt} failed ({event.error}); "
+                f"{event.step}: attempt {event.attempt} failed ({event.error.splitlines()[0]}); "
                 f"retrying in {format_duration(event.delay) or '0ms'}"
             )
         elif isinstance(event, StepProgress) and step is not None:

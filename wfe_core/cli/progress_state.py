@@ -126,6 +126,9 @@ class RunView:
             return None
         if isinstance(event, RunFinished):
             self.result = event.result
+            for result in event.result.steps:  # steps never reached have no event of their own
+                if result.name in self.steps and not self.steps[result.name].finished:
+                    self.finish(result)
             return None
         if isinstance(event, StepStarted):
             step = self.steps[event.step]

@@ -387,7 +387,7 @@ class ShellStep(StepBody):
         if not tail:
             return ""
         indented = "\n".join("  " + line for line in tail.splitlines())
-        return f"; last lines of stderr:\n{indented}"
+        return f"\nlast lines of stderr:\n{indented}"
 
 
 plugin = ExecutorPlugin(
