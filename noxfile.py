@@ -85,7 +85,7 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main job: start the daemons, build + push + run examples/build-and-run.yaml."""
     _install(session, *TEST_DEPS)
-    session.run("python", "-m", "tests.harness", "demo", *session.posargs)
+    session.run("python", "-m", "tests.demo", *session.posargs)
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience for `python noxfile.py`
