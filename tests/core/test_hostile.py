@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from wfe_core.compiler import (
     MAX_DEPTH,
@@ -16,6 +17,7 @@ from wfe_core.compiler import (
     CompileResult,
     compile_file,
     compile_text,
+    yaml_loader,
 )
 from wfe_core.contracts import Diagnostic
 
@@ -24,6 +26,16 @@ sys.path.insert(0, str(FIXTURES))
 import fake_plugins  # type: ignore[import-not-found]  # noqa: E402
 
 VALID = (FIXTURES / "design_example.yaml").read_bytes()
+
+
+@pytest.fixture(autouse=True, params=["libyaml", "python"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every hostile case runs against both PyYAML parsers (libyaml may be missing)."""
+    if request.param == "python":
+        monkeypatch.setattr(yaml_loader, "_Parser", yaml.BaseLoader)
+    elif not hasattr(yaml, "CBaseLoader"):
+        pytest.skip("PyYAML was built without libyaml")
+    return str(request.param)
 
 
 def run(text: str | bytes) -> CompileResult:
@@ -291,11 +303,11 @@ def test_long_lines_and_many_steps_are_fine() -> None:
     assert run(text).ok
 
 
-def test_random_mutations_never_raise() -> None:
+def test_random_mutations_never_raise(parser: str) -> None:
     """Property-style fuzz: random byte edits of a valid file always yield a result."""
     rng = random.Random(20261123)
     alphabet = b"{}[]:,-&*!|>'\"#%@`\t\n ${}\xff\x00abc123"
-    for _ in range(1500):
+    for _ in range(1500 if parser == "libyaml" else 400):
         data = bytearray(VALID)
         for _ in range(rng.randint(1, 8)):
             op = rng.random()
@@ -312,3 +324,11 @@ def test_random_mutations_never_raise() -> None:
             str(d) for d in result.diagnostics
         ]
         assert result.ok == (result.workflows != ())
+
+
+def test_lone_surrogate_in_text() -> None:
+    diag = single("workflow:\n  id: a\ud800\n")
+    assert diag.code == "WFE003"
+    assert diag.message == (
+        "text holds a lone surrogate U+D800 that UTF-8 cannot encode (line 2, column 8)"
+    )

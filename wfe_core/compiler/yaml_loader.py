@@ -377,7 +377,31 @@ def _syntax_error(exc: yaml.YAMLError, text: str, report: Reporter) -> None:
 
 def load_tree(text: str, report: Reporter) -> Node | None:
     """The file's single document as a tree, or None after reporting why there is none."""
-    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+    if len(text) > MAX_FILE_BYTES:
+        report.error(
+            codes.TOO_LARGE,
+            f"file is larger than {MAX_FILE_BYTES} bytes, the limit for workflow files",
+            None,
+        )
+        return None
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates in text handed over by an embedder
+        pos = exc.start
+        line = text.count("\n", 0, pos) + 1
+        column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        report.error(
+            codes.NOT_UTF8,
+            f"text holds a lone surrogate U+{ord(text[pos]):04X} that UTF-8 cannot encode "
+            f"(line {line}, column {column})",
+            Span(line, column),
+        )
+        return None
+    return _load_checked(encoded, text, report)
+
+
+def _load_checked(encoded: bytes, text: str, report: Reporter) -> Node | None:
+    if len(encoded) > MAX_FILE_BYTES:
         report.error(
             codes.TOO_LARGE,
             f"file is larger than {MAX_FILE_BYTES} bytes, the limit for workflow files",
@@ -385,8 +409,9 @@ def load_tree(text: str, report: Reporter) -> Node | None:
         )
         return None
     builder = _Builder(report)
-    parser = _Parser(text)
+    parser: Any = None
     try:
+        parser = _Parser(text)  # the pure-Python reader already checks characters here
         while parser.check_event():
             builder.feed(parser.get_event())
     except _Abort:
@@ -395,7 +420,8 @@ def load_tree(text: str, report: Reporter) -> Node | None:
         _syntax_error(exc, text, report)
         return None
     finally:
-        parser.dispose()
+        if parser is not None:
+            parser.dispose()
     root = builder.root
     if root is None or (isinstance(root, Scalar) and root.value is None):
         report.error(
