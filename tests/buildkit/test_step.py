@@ -56,7 +56,7 @@ def project(tmp_path: Path, busybox: str) -> Path:
 
 async def test_local_and_tar_outputs(project: Path, bk_address: str) -> None:
     config = BuildkitConfig(
-        context="app", buildkit_addr=bk_address, network="none",
+        context="app", buildkit_addr=bk_address, network="none", no_cache=True,
         output_type="local", output_dest="out",
     )
     outputs, sink, progress = await _run(project, config)

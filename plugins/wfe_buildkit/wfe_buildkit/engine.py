@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -155,6 +156,44 @@ class DockerEngine:
                 writer.close()
             raise EngineHTTPError(status, _error_message(body))
         return reader, writer
+
+    def upgrade_socket(
+        self, path: str, headers: Sequence[tuple[str, str]] = ()
+    ) -> tuple[socket.socket, bytes]:
+        """Blocking variant of :meth:`upgrade`: the raw socket and bytes read past the header."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise DaemonConnectionError(
+                self.address, f"{exc.strerror or exc} ({self.socket_path})", "is dockerd running?"
+            ) from None
+        lines = [f"POST {path} HTTP/1.1", "Host: docker", "Content-Length: 0",
+                 "Connection: Upgrade", "Upgrade: h2c"]
+        lines += [f"{k}: {v}" for k, v in headers]
+        try:
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise EngineHTTPError(0, "connection closed before a response was received")
+                data += chunk
+                if len(data) > _MAX_HEADER:
+                    raise EngineHTTPError(0, "response header too large")
+            head, _, rest = data.partition(b"\r\n\r\n")
+            status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            parts = status_line.split(" ", 2)
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            if status != 101:
+                raise EngineHTTPError(status, _error_message(rest) or status_line)
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        return sock, rest
 
     async def push(
         self,

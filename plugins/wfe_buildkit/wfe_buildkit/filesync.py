@@ -84,6 +84,15 @@ def _take(iterator: Iterator[Entry], n: int) -> list[Entry]:
     return out
 
 
+def _read_small(path: str) -> bytes | None:
+    """A whole small file in one worker-thread hop (None if it cannot be opened)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(READ_SLICE + 1)
+    except OSError:
+        return None
+
+
 def _read_slice(handle: Any, size: int) -> bytes:
     data: bytes = handle.read(size)
     return data
@@ -98,7 +107,7 @@ async def send_tree(
     """Serve one FileSync.DiffCopy call as the sender of ``root`` filtered by ``flt``."""
     out: asyncio.Queue[Packet | None] = asyncio.Queue(maxsize=32)
     requests: asyncio.Queue[int] = asyncio.Queue()
-    files: dict[int, str] = {}
+    files: dict[int, tuple[str, int]] = {}
     finished = asyncio.Event()
     failure: list[str] = []
 
@@ -133,7 +142,7 @@ async def send_tree(
                 break
             for entry in batch:
                 if is_regular(entry.mode):
-                    files[index] = entry.source
+                    files[index] = (entry.source, entry.size)
                 await out.put(Packet(type=STAT, stat=_stat_of(entry)))
                 stats.stats_sent += 1
                 index += 1
@@ -142,10 +151,24 @@ async def send_tree(
     async def data_worker() -> None:
         while True:
             ident = await requests.get()
-            source = files.pop(ident, None)
-            if source is None:
+            item = files.pop(ident, None)
+            if item is None:
                 await out.put(Packet(type=ERR, data=f"invalid file id {ident}".encode()))
                 continue
+            source, size = item
+            if size <= READ_SLICE:
+                data = await asyncio.to_thread(_read_small, source)
+                if data is not None and len(data) <= READ_SLICE:
+                    for offset in range(0, len(data), CHUNK):
+                        chunk = data[offset : offset + CHUNK]
+                        await out.put(Packet(type=DATA, ID=ident, data=chunk))
+                        stats.file_bytes_sent += len(chunk)
+                    await out.put(Packet(type=DATA, ID=ident))
+                    stats.files_sent += 1
+                    continue
+                if data is None:
+                    await out.put(Packet(type=DATA, ID=ident))
+                    continue
             try:
                 handle = await asyncio.to_thread(open, source, "rb")
             except OSError:

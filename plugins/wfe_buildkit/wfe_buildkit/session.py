@@ -18,6 +18,7 @@ import contextlib
 import os
 import secrets as pysecrets
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -43,7 +44,7 @@ from wfe_buildkit.engine import DockerEngine, EngineHTTPError
 from wfe_buildkit.errors import SessionError
 from wfe_buildkit.filesync import TransferStats, receive_file, receive_tree, send_tree
 from wfe_buildkit.fstree import WalkFilter
-from wfe_buildkit.transport import splice_both
+from wfe_buildkit.transport import ThreadedSplice
 
 PUMP_CHUNK = 64 * 1024
 SERVER_OPTIONS: list[tuple[str, int]] = [
@@ -199,6 +200,7 @@ class SessionServer:
         self._server: grpc.aio.Server | None = None
         self._attach_task: asyncio.Task[None] | None = None
         self._call: Any = None
+        self._splice: ThreadedSplice | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -355,16 +357,25 @@ class SessionServer:
         ]
         headers += [("X-Docker-Expose-Session-Grpc-Method", m) for m in self.methods]
         try:
-            upstream = await engine.upgrade("/session", headers)
+            upstream, pending = await asyncio.to_thread(engine.upgrade_socket, "/session", headers)
         except EngineHTTPError as exc:
             raise SessionError(f"Docker Engine refused the build session: {exc.message}") from None
-        local = await asyncio.open_unix_connection(self.socket_path)
-        self._attach_task = asyncio.ensure_future(splice_both(upstream, local))
+        local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            local.connect(self.socket_path)
+        except OSError:
+            local.close()
+            upstream.close()
+            raise
+        self._splice = ThreadedSplice(upstream, local, pending)
 
     async def close(self) -> None:
         """Detach from the daemon, stop the server and remove the socket directory."""
         if self._call is not None:
             self._call.cancel()
+        if self._splice is not None:
+            await self._splice.close()
+            self._splice = None
         if self._attach_task is not None:
             self._attach_task.cancel()
             with contextlib.suppress(BaseException):
