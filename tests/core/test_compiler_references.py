@@ -180,7 +180,7 @@ def test_depends_on_collects_config_and_when_references() -> None:
         - {name: b, type: noop}
         - name: c
           type: run
-          when: {field: steps.a.outputs.ok, equals: "${{ steps.b.outputs.want }}"}
+          when: {field: steps.a.outputs.ok, equals: "yes"}
           config:
             run: "${{ inputs.tag }} ${{ env.HOME }}"
             env: {X: "${{ steps.b.outputs.y }}"}
@@ -191,7 +191,7 @@ def test_depends_on_collects_config_and_when_references() -> None:
     )
     assert result.ok, [str(d) for d in result.diagnostics]
     steps = by_name(result)
-    assert steps["c"].depends_on == frozenset({"a", "b"})
+    assert steps["c"].depends_on == frozenset({"a", "b"})  # a from when, b from config
     assert steps["d"].depends_on == frozenset()
     assert steps["e"].depends_on == frozenset({"c"})
     assert steps["a"].depends_on == frozenset()
@@ -228,3 +228,16 @@ def test_nested_paths_into_outputs_are_accepted() -> None:
         """
     )
     assert result.ok
+
+
+def test_condition_values_are_literals() -> None:
+    result = compile_steps(
+        """
+        - {name: a, type: noop}
+        - {name: b, type: noop, when: {field: steps.a.outputs.x, equals: "v${{ inputs.tag }}"}}
+        """
+    )
+    (diag,) = errors(result)
+    assert diag.code == "WFE030"
+    assert "cannot hold a ${{ ... }} reference" in diag.message
+    assert (diag.line, diag.column) == (7, 72)

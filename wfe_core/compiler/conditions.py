@@ -3,18 +3,20 @@
 
 A mapping with ``field`` is a leaf and needs exactly one operator; any other mapping is a
 combinator and needs exactly one combinator key. Field paths are bare references
-(``steps.test.outputs.exit_code``) and are checked like ``${{ ... }}`` references.
+(``steps.test.outputs.exit_code``) and are checked like ``${{ ... }}`` references; compared
+values are literals (a ``${{ ... }}`` in them is an error, since the runner compares values as
+written).
 """
 
 from __future__ import annotations
 
 from wfe_core.compiler import codes
 from wfe_core.compiler.nodes import Map, Node, Scalar, Seq, to_plain
-from wfe_core.compiler.references import RefChecker
+from wfe_core.compiler.references import RefChecker, locate
 from wfe_core.compiler.report import Reporter
 from wfe_core.compiler.shapes import expect_map, expect_seq
 from wfe_core.compiler.suggest import did_you_mean, one_of
-from wfe_core.interpolate import InterpolationError, parse_path
+from wfe_core.interpolate import InterpolationError, parse_path, scan
 from wfe_core.model import Combine, Compare, Condition, Not
 
 OPERATORS = ("equals", "not_equals", "gt", "gte", "lt", "lte", "contains", "is_null", "is_not_null")
@@ -24,16 +26,30 @@ LISTS = ("all", "any", "none", "one_of")
 COMBINATORS = (*LISTS, "not")
 
 
-def _check_strings(node: Node, refs: RefChecker) -> None:
+def _literal_only(node: Node, refs: RefChecker, report: Reporter) -> bool:
+    """Report ``${{ ... }}`` inside a compared value: values are compared as written."""
+    ok = True
     work = [node]
     while work:
         current = work.pop()
         if isinstance(current, Scalar):
-            refs.check_scalar(current)
+            if isinstance(current.value, str) and "${{" in current.value:
+                found, problems = scan(current.value)
+                if found or problems:
+                    start = found[0].start if found else problems[0].start
+                    report.error(
+                        codes.CONDITION,
+                        "a condition compares 'field' with a literal value; the value cannot "
+                        "hold a ${{ ... }} reference",
+                        locate(current, refs.source, start, start + 3),
+                        hint="compare the referenced value in 'field' instead",
+                    )
+                    ok = False
         elif isinstance(current, Seq):
             work.extend(current.items)
         else:
             work.extend(e.value for e in current.entries)
+    return ok
 
 
 def _leaf(mapping: Map, refs: RefChecker, report: Reporter) -> Condition | None:
@@ -93,7 +109,7 @@ def _leaf(mapping: Map, refs: RefChecker, report: Reporter) -> Condition | None:
     ):
         report.error(codes.CONDITION, f"write '{op.key}: true'", value_node)
         ok = False
-    _check_strings(value_node, refs)
+    ok = _literal_only(value_node, refs, report) and ok
     if path is None or not ok:
         return None
     value = None if op.key in NULL_CHECKS else to_plain(value_node)
