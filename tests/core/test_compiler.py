@@ -411,7 +411,10 @@ def test_inputs() -> None:
     ("spec", "message"),
     [
         ("x: {type: text}", "input 'x' has unknown type 'text'"),
-        ("x: {type: integer, default: a}", "default of input 'x' is not a integer"),
+        (
+            "x: {type: integer, default: a}",
+            "default of input 'x' must be an integer, got string 'a'",
+        ),
         ("x: {typ: string}", "unknown key 'typ' in input 'x'"),
         ("x: [1]", "input 'x' must be a mapping, got a list"),
         ("1x: string", "invalid input name '1x'"),

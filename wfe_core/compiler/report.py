@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wfe_core.compiler.nodes import Map, Node, Seq, Span
+from wfe_core.compiler.nodes import Node, Span
 from wfe_core.contracts import Diagnostic, Severity
 
 
@@ -51,10 +51,6 @@ class Reporter:
     def sorted(self) -> tuple[Diagnostic, ...]:
         """All diagnostics in file order (stable for ones at the same place)."""
         return tuple(sorted(self.diagnostics, key=lambda d: (d.line, d.column)))
-
-
-def is_collection(node: Node) -> bool:
-    return isinstance(node, Map | Seq)
 
 
 __all__ = ["Reporter", "span_of"]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import attrs
+
 from wfe_core.compiler import codes
-from wfe_core.compiler.nodes import Map, Node, Scalar, Span, to_plain
+from wfe_core.compiler.nodes import Map, Node, Scalar, Span, kind_of_value, to_plain
 from wfe_core.compiler.references import StepInfo
 from wfe_core.compiler.report import Reporter
 from wfe_core.compiler.shapes import check_keys, expect_bool, expect_map, expect_seq, expect_str
@@ -79,8 +81,15 @@ def _input(name: str, span: Span, node: Node, report: Reporter) -> InputSpec | N
     if "default" in spec:
         default = to_plain(spec["default"])
         if default is not None and not _fits(default, type_name):
+            article = "an" if type_name == "integer" else "a"
             report.error(
-                codes.INPUT, f"default of input {name!r} is not a {type_name}", spec["default"]
+                codes.INPUT,
+                f"default of input {name!r} must be {article} {type_name}, "
+                f"got {kind_of_value(default)}",
+                spec["default"],
+                hint="quote it"
+                if type_name == "string" and not isinstance(default, list | dict)
+                else None,
             )
             return None
         if required and default is not None:
@@ -104,24 +113,16 @@ def _inputs(node: Node | None, report: Reporter) -> tuple[InputSpec, ...]:
     return tuple(s for s in specs if s is not None)
 
 
+@attrs.frozen
 class _Parsed:
     """A workflow mapping after the first pass: its header values and step drafts."""
 
-    def __init__(
-        self,
-        mapping: Map,
-        wid: str,
-        drafts: list[StepDraft],
-        inputs: tuple[InputSpec, ...],
-        version: int,
-        description: str,
-    ) -> None:
-        self.mapping = mapping
-        self.id = wid
-        self.drafts = drafts
-        self.inputs = inputs
-        self.version = version
-        self.description = description
+    mapping: Map
+    id: str
+    drafts: list[StepDraft]
+    inputs: tuple[InputSpec, ...]
+    version: int
+    description: str
 
 
 def _parse_workflow(node: Node, report: Reporter) -> _Parsed | None:
