@@ -154,6 +154,10 @@ def bench_cold_start(runs: int) -> None:
         f"  wfe --help cold start: median {help_ * 1000:.0f} ms of {runs} runs "
         f"(python -c pass: {bare * 1000:.0f} ms)"
     )
+    script = shutil.which("wfe")
+    if script is not None:
+        installed = cold_start([script, "--help"], runs)
+        print(f"  {script} --help (console script): median {installed * 1000:.0f} ms")
 
 
 def main() -> None:
