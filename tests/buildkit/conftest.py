@@ -6,7 +6,7 @@ Docker Engine 20.10's embedded BuildKit is the BuildKit CI has; the harness star
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,13 +26,17 @@ def busybox(test_images: TestImages) -> str:
 
 
 @pytest.fixture
-def no_session_leaks(tmp_path: Path) -> object:
-    """Asserts after the test that no session/relay temp dirs of this process are left."""
-    import glob
-    import tempfile
+def no_session_leaks() -> Iterator[None]:
+    """Asserts after the test that this process left no session/relay dirs or splice threads."""
+    import os
+    import threading
 
-    pattern = [f"{tempfile.gettempdir()}/wfe-bks-*", f"{tempfile.gettempdir()}/wfe-bk-*"]
-    before = {p for pat in pattern for p in glob.glob(pat)}
+    from wfe_buildkit.transport import LIVE_DIRECTORIES
+
+    before = set(LIVE_DIRECTORIES)
     yield None
-    after = {p for pat in pattern for p in glob.glob(pat)}
-    assert after - before == set(), f"leaked session directories: {sorted(after - before)}"
+    leaked = LIVE_DIRECTORIES - before
+    assert not leaked, f"live session/relay directories: {sorted(leaked)}"
+    assert not [d for d in before if not os.path.exists(d)]
+    threads = [t.name for t in threading.enumerate() if t.name.startswith("wfe-bk")]
+    assert not threads, f"splice threads still running: {threads}"

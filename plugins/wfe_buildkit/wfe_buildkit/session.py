@@ -44,7 +44,7 @@ from wfe_buildkit.engine import DockerEngine, EngineHTTPError
 from wfe_buildkit.errors import SessionError
 from wfe_buildkit.filesync import TransferStats, receive_file, receive_tree, send_tree
 from wfe_buildkit.fstree import WalkFilter
-from wfe_buildkit.transport import ThreadedSplice
+from wfe_buildkit.transport import LIVE_DIRECTORIES, ThreadedSplice
 
 PUMP_CHUNK = 64 * 1024
 SERVER_OPTIONS: list[tuple[str, int]] = [
@@ -247,6 +247,7 @@ class SessionServer:
     async def start(self) -> None:
         self.directory = tempfile.mkdtemp(prefix="wfe-bks-")
         os.chmod(self.directory, 0o700)
+        LIVE_DIRECTORIES.add(self.directory)
         self.socket_path = os.path.join(self.directory, "s.sock")
         server = grpc.aio.server(options=SERVER_OPTIONS)
         health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
@@ -386,6 +387,7 @@ class SessionServer:
             self._server = None
         if self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
+            LIVE_DIRECTORIES.discard(self.directory)
             self.directory = ""
 
 

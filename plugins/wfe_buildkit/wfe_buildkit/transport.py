@@ -41,6 +41,10 @@ from wfe_buildkit.errors import DaemonConnectionError, InvalidRequest
 MAX_MESSAGE = 16 * 1024 * 1024
 SPLICE_CHUNK = 256 * 1024
 
+#: Private directories (relay and session sockets) currently alive in this process; tests use
+#: it to prove that nothing is left behind after a build, a failure or a cancellation.
+LIVE_DIRECTORIES: set[str] = set()
+
 CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -140,6 +144,7 @@ class UpgradeRelay:
         self.engine = engine
         self.directory = tempfile.mkdtemp(prefix="wfe-bk-")
         os.chmod(self.directory, 0o700)
+        LIVE_DIRECTORIES.add(self.directory)
         self.path = os.path.join(self.directory, "grpc.sock")
         self.last_error: str | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -177,6 +182,7 @@ class UpgradeRelay:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
         shutil.rmtree(self.directory, ignore_errors=True)
+        LIVE_DIRECTORIES.discard(self.directory)
 
 
 class Transport:
