@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from wfe_core.compiler import CompileResult, ConfigError, compile_text, structure_config
-from wfe_core.contracts import Severity
+from wfe_core.contracts import Diagnostic, Severity
 from wfe_core.plugins import PluginRegistry
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -224,3 +224,17 @@ def test_real_registry_shell_type(tmp_path: Path) -> None:
     assert got, "a misspelt shell key must be an error"
     assert all(d.line == 5 for d in got)
     assert any(d.code == "WFE051" and "'rnu'" in d.message for d in got)
+
+
+def test_hand_made_diagnostics_get_the_file_name() -> None:
+    def by_hand(config: object, ctx: object) -> list[Diagnostic]:
+        return [Diagnostic("X1", "made by hand", line=2, column=3)]
+
+    plugin = fake_plugins.ExecutorPlugin(
+        "hand", fake_plugins.EmptyConfig, lambda c: fake_plugins._Noop(), validators=(by_hand,)
+    )
+    text = "workflow:\n  id: wf\n  steps:\n    - {name: s, type: hand}\n"
+    result = compile_text(
+        text, file="mine.yaml", registry=PluginRegistry([plugin], discover=False), base_dir=FIXTURES
+    )
+    assert [str(d) for d in result.diagnostics] == ["mine.yaml:2:3: error[X1]: made by hand"]

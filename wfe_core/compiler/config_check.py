@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from wfe_core.compiler import codes
 from wfe_core.compiler.config import ConfigError, structure_config
 from wfe_core.compiler.nodes import Map, Node, Scalar, Seq, Span
@@ -102,6 +104,8 @@ def check_config(
             continue
         for diagnostic in found:
             if isinstance(diagnostic, Diagnostic):
+                if diagnostic.file != report.file:  # built by hand, without the context
+                    diagnostic = attrs.evolve(diagnostic, file=report.file)
                 report.add(diagnostic)
             else:
                 report.error(
