@@ -241,3 +241,33 @@ def test_condition_values_are_literals() -> None:
     assert diag.code == "WFE030"
     assert "cannot hold a ${{ ... }} reference" in diag.message
     assert (diag.line, diag.column) == (7, 72)
+
+
+def test_block_hooks_see_hooks_of_the_block_children() -> None:
+    result = compile_steps(
+        """
+        - name: block
+          parallel:
+            - name: left
+              type: noop
+              ensure: {name: left-cleanup, type: noop}
+            - name: right
+              parallel:
+                - {name: deep, type: noop}
+                - {name: deeper, type: run, config: {run: "${{ steps.deep.outputs.x }}"}}
+          on_failure:
+            type: run
+            config: {run: "${{ steps.left-cleanup.outputs.x }} ${{ steps.deep.outputs.x }}"}
+        - name: after
+          type: run
+          config: {run: "${{ steps.block-on_failure.outputs.x }} ${{ steps.deeper.outputs.y }}"}
+        """
+    )
+    got = [(d.code, d.message) for d in errors(result)]
+    assert got == [
+        (
+            "WFE043",
+            "step 'deep' runs in parallel with 'deeper' (both in block 'right'), so its outputs "
+            "are not available",
+        )
+    ]

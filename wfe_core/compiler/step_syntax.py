@@ -51,13 +51,11 @@ class StepDraft:
     ensure: StepDraft | None = None
 
     def body(self) -> list[StepDraft]:
-        """This step and everything in its parallel block, hooks excluded, in order."""
-        found: list[StepDraft] = []
-        work = [self]
-        while work:
-            draft = work.pop()
-            found.append(draft)
-            work.extend(reversed(draft.parallel))
+        """This step and everything in its parallel block (hooks of those included), but not
+        this step's own hooks: what has finished when this step's hooks start."""
+        found = [self]
+        for child in self.parallel:
+            found.extend(child.everything())
         return found
 
     def everything(self) -> list[StepDraft]:
