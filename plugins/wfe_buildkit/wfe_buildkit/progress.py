@@ -182,7 +182,8 @@ def render_plain(event: StatusEvent) -> tuple[str, str] | None:
     if isinstance(event, LogEvent):
         return event.stream, f"#{event.number} {event.line}"
     if event.completed and event.id:
-        return "stderr", f"#{event.number} {event.id} {_bytes(event.current)} done"
+        size = f" {_bytes(event.current)}" if event.current else ""
+        return "stderr", f"#{event.number} {event.id}{size} done"
     return None
 
 
