@@ -15,9 +15,9 @@ from wfe_buildkit.cache_options import (
     local_cache_stores,
     parse_cache_entry,
     parse_cache_list,
+    prepare_local_imports,
     solve_cache_options,
-    without_missing_local_imports,
-)
+    )
 
 
 @pytest.mark.parametrize(
@@ -164,14 +164,14 @@ def test_local_cache_directories(tmp_path: Path) -> None:
     assert local_cache_digest(tmp_path / "c") == digest
     assert local_cache_digest(tmp_path / "c", "other") is None
     assert local_cache_digest(tmp_path / "empty") is None
-    kept = without_missing_local_imports(imports)
-    assert kept == imports[:1]
+    kept = prepare_local_imports(imports)
+    assert kept == (CacheEntry("local", {"src": str(tmp_path / "c"), "digest": digest}),)
     stores = local_cache_stores(kept, exports)
     assert stores == {
         tmp_path / "c": f"local:{tmp_path / 'c'}",
         tmp_path / "out": f"local:{tmp_path / 'out'}",
     }
-    options = solve_cache_options(kept, exports, local_dirs=stores)
+    options = solve_cache_options(kept, exports)
     assert dict(options.Imports[0].Attrs) == {"src": str(tmp_path / "c"), "digest": digest}
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "index.json").write_text("{")

@@ -34,9 +34,16 @@ local cache needs a content-store service on the session (see :func:`local_cache
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
+import importlib
 import json
-from collections.abc import Iterable, Mapping
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -222,7 +229,6 @@ def solve_cache_options(
     exports: Iterable[CacheEntry],
     *,
     legacy: bool = False,
-    local_dirs: Mapping[Path, str] | None = None,
 ) -> control_pb2.CacheOptions:
     """``SolveRequest.Cache`` for the parsed entries.
 
@@ -230,14 +236,11 @@ def solve_cache_options(
     BuildKit v0.4. ``legacy=True``: the deprecated fields only, which can express nothing but
     registry entries (and at most one export); other types raise.
 
-    ``local_dirs`` is the result of :func:`local_cache_stores`: local entries then get the
-    attrs the daemon needs (the resolved ``digest`` for imports).
+    Local imports must have been through :func:`prepare_local_imports` (they need ``digest``).
     """
     from wfe_buildkit._pb import control_pb2
 
     imports, exports = tuple(imports), tuple(exports)
-    if local_dirs is not None:
-        imports = tuple(_with_local_digest(entry) for entry in imports)
     if not legacy:
         return control_pb2.CacheOptions(
             Imports=[entry.to_proto() for entry in imports],
@@ -327,13 +330,487 @@ def _with_local_digest(entry: CacheEntry) -> CacheEntry:
     return CacheEntry(entry.type, {**entry.attrs, "digest": digest})
 
 
-def without_missing_local_imports(imports: Iterable[CacheEntry]) -> tuple[CacheEntry, ...]:
-    """Drop local imports whose directory has no cache yet (first build), as buildctl does."""
+def prepare_local_imports(imports: Iterable[CacheEntry]) -> tuple[CacheEntry, ...]:
+    """Resolve local imports as buildctl does before the build.
+
+    A local import without ``digest`` gets the digest tagged ``tag`` (default ``latest``) in
+    its directory's index.json; one whose directory has no cache yet (the first build) is
+    dropped instead of failing the build. Other entries pass unchanged.
+    """
     kept: list[CacheEntry] = []
     for entry in imports:
         if entry.type == "local" and not entry.attrs.get("digest"):
-            src = Path(entry.attrs["src"])
-            if local_cache_digest(src, entry.attrs.get("tag", "latest")) is None:
+            entry = _with_local_digest(entry)
+            if not entry.attrs.get("digest"):
                 continue
         kept.append(entry)
     return tuple(kept)
+
+
+# ---------------------------------------------------------------------------------------------
+# The session content store for local cache (``type=local``)
+#
+# BuildKit reads and writes a local cache directory through containerd's content service,
+# served by the client on the session and selected per call by the metadata
+# ``buildkit-attachable-store-id: local:<dir>`` (session/content in BuildKit). The directory is
+# an OCI layout: ``blobs/sha256/<hex>``, ``index.json`` (written by the client after the build
+# from the ``cache.manifest`` response key, tagged ``latest`` or the entry's ``tag``),
+# ``oci-layout``, and ``ingest/`` for writes in progress.
+#
+# The messages are declared here at run time under a private proto package, so they cannot
+# clash with wfe_containerd's generated containerd messages when both plugins are loaded; only
+# the service name (``containerd.services.content.v1.Content``) reaches the wire.
+
+CONTENT_SERVICE = "containerd.services.content.v1.Content"
+STORE_ID_METADATA = "buildkit-attachable-store-id"
+CONTENT_METHODS = tuple(
+    f"/{CONTENT_SERVICE}/{name}"
+    for name in ("Info", "Update", "Delete", "Read", "Status", "ListStatuses", "Write", "Abort")
+)
+READ_CHUNK = 1024 * 1024
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+WRITE_STAT, WRITE_WRITE, WRITE_COMMIT = 0, 1, 2
+
+# (message name, [(field name, number, type, label, type_name)])
+_MESSAGES: tuple[tuple[str, tuple[tuple[str, int, str, str, str], ...]], ...] = (
+    ("Timestamp", (("seconds", 1, "int64", "", ""), ("nanos", 2, "int32", "", ""))),
+    ("Empty", ()),
+    ("FieldMask", (("paths", 1, "string", "repeated", ""),)),
+    ("Info", (
+        ("digest", 1, "string", "", ""), ("size", 2, "int64", "", ""),
+        ("created_at", 3, "message", "", "Timestamp"),
+        ("updated_at", 4, "message", "", "Timestamp"),
+        ("labels", 5, "map", "", ""),
+    )),
+    ("InfoRequest", (("digest", 1, "string", "", ""),)),
+    ("InfoResponse", (("info", 1, "message", "", "Info"),)),
+    ("UpdateRequest", (
+        ("info", 1, "message", "", "Info"), ("update_mask", 2, "message", "", "FieldMask"),
+    )),
+    ("UpdateResponse", (("info", 1, "message", "", "Info"),)),
+    ("DeleteContentRequest", (("digest", 1, "string", "", ""),)),
+    ("ReadContentRequest", (
+        ("digest", 1, "string", "", ""), ("offset", 2, "int64", "", ""),
+        ("size", 3, "int64", "", ""),
+    )),
+    ("ReadContentResponse", (("offset", 1, "int64", "", ""), ("data", 2, "bytes", "", ""))),
+    ("Status", (
+        ("started_at", 1, "message", "", "Timestamp"),
+        ("updated_at", 2, "message", "", "Timestamp"),
+        ("ref", 3, "string", "", ""), ("offset", 4, "int64", "", ""),
+        ("total", 5, "int64", "", ""), ("expected", 6, "string", "", ""),
+    )),
+    ("StatusRequest", (("ref", 1, "string", "", ""),)),
+    ("StatusResponse", (("status", 1, "message", "", "Status"),)),
+    ("ListStatusesRequest", (("filters", 1, "string", "repeated", ""),)),
+    ("ListStatusesResponse", (("statuses", 1, "message", "repeated", "Status"),)),
+    ("WriteContentRequest", (
+        ("action", 1, "int32", "", ""), ("ref", 2, "string", "", ""),
+        ("total", 3, "int64", "", ""), ("expected", 4, "string", "", ""),
+        ("offset", 5, "int64", "", ""), ("data", 6, "bytes", "", ""),
+        ("labels", 7, "map", "", ""),
+    )),
+    ("WriteContentResponse", (
+        ("action", 1, "int32", "", ""), ("started_at", 2, "message", "", "Timestamp"),
+        ("updated_at", 3, "message", "", "Timestamp"), ("offset", 4, "int64", "", ""),
+        ("total", 5, "int64", "", ""), ("digest", 6, "string", "", ""),
+    )),
+    ("AbortRequest", (("ref", 1, "string", "", ""),)),
+)
+_PROTO_PACKAGE = "wfe.buildkit.localcache"
+_content_messages: dict[str, Any] = {}
+
+
+def content_messages() -> dict[str, Any]:
+    """The content service's message classes (built once, on first use)."""
+    if _content_messages:
+        return _content_messages
+    # Through importlib: typed as Any, the same with or without types-protobuf installed.
+    descriptor_pb2: Any = importlib.import_module("google.protobuf.descriptor_pb2")
+    descriptor_pool: Any = importlib.import_module("google.protobuf.descriptor_pool")
+    message_factory: Any = importlib.import_module("google.protobuf.message_factory")
+
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="wfe_buildkit/localcache_content.proto", package=_PROTO_PACKAGE, syntax="proto3"
+    )
+    field_type = descriptor_pb2.FieldDescriptorProto
+    kinds = {
+        "string": field_type.TYPE_STRING, "int64": field_type.TYPE_INT64,
+        "int32": field_type.TYPE_INT32, "bytes": field_type.TYPE_BYTES,
+        "message": field_type.TYPE_MESSAGE,
+    }
+    for name, fields in _MESSAGES:
+        message = fdp.message_type.add(name=name)
+        for field_name, number, kind, label, type_name in fields:
+            field = message.field.add(name=field_name, number=number)
+            field.label = (
+                field_type.LABEL_REPEATED if label == "repeated" or kind == "map"
+                else field_type.LABEL_OPTIONAL
+            )
+            if kind == "map":
+                entry_name = "".join(p.capitalize() for p in field_name.split("_")) + "Entry"
+                entry = message.nested_type.add(name=entry_name)
+                entry.options.map_entry = True
+                for key_name, key_number in (("key", 1), ("value", 2)):
+                    entry.field.add(
+                        name=key_name, number=key_number, type=field_type.TYPE_STRING,
+                        label=field_type.LABEL_OPTIONAL,
+                    )
+                field.type = field_type.TYPE_MESSAGE
+                field.type_name = f".{_PROTO_PACKAGE}.{name}.{entry_name}"
+            else:
+                field.type = kinds[kind]
+                if type_name:
+                    field.type_name = f".{_PROTO_PACKAGE}.{type_name}"
+    pool = descriptor_pool.DescriptorPool()
+    file_descriptor = pool.Add(fdp)
+    del file_descriptor
+    for name, _fields in _MESSAGES:
+        descriptor = pool.FindMessageTypeByName(f"{_PROTO_PACKAGE}.{name}")
+        _content_messages[name] = message_factory.GetMessageClass(descriptor)
+    return _content_messages
+
+
+def _timestamp(msgs: dict[str, Any], seconds: float) -> Any:
+    whole = int(seconds)
+    return msgs["Timestamp"](seconds=whole, nanos=int((seconds - whole) * 1e9))
+
+
+@attrs.frozen
+class LocalCacheDir:
+    """One local cache directory in OCI layout, as seen by the content service."""
+
+    root: Path
+
+    def blob(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+    def ingest(self, ref: str) -> Path:
+        import hashlib
+
+        return self.root / "ingest" / hashlib.sha256(ref.encode()).hexdigest()
+
+
+class ContentStoreServicer:
+    """containerd's content service over local cache directories, for one build's session.
+
+    Implements what BuildKit's content proxy uses: ``Info``, ``Read``, ``Write`` (STAT / WRITE
+    / COMMIT with offsets, digest and size verification, ALREADY_EXISTS for known blobs),
+    ``Status``, ``ListStatuses``, ``Abort``, ``Update`` (labels are not kept) and ``Delete``.
+    File I/O runs in worker threads so session health checks keep being answered.
+    """
+
+    def __init__(self, stores: Mapping[Path, str]) -> None:
+        self._dirs = {store_id: LocalCacheDir(Path(path)) for path, store_id in stores.items()}
+        self.msgs = content_messages()
+        #: Counters for diagnostics and tests.
+        self.blobs_written = 0
+        self.bytes_read = 0
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _store(self, context: Any) -> LocalCacheDir:
+        import grpc
+
+        for key, value in context.invocation_metadata() or ():
+            if key.lower() == STORE_ID_METADATA:
+                store = self._dirs.get(str(value))
+                if store is None:
+                    await context.abort(
+                        grpc.StatusCode.NOT_FOUND,
+                        f"unknown local cache store {value!r} (not in cache_from/cache_to)",
+                    )
+                assert store is not None
+                return store
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"request lacks metadata {STORE_ID_METADATA!r}"
+        )
+        raise AssertionError("not reached")
+
+    async def _digest(self, context: Any, digest: str) -> str:
+        import grpc
+
+        if not _DIGEST_RE.match(digest):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{digest!r} is not a sha256 digest"
+            )
+        return digest
+
+    def _info(self, store: LocalCacheDir, digest: str) -> Any | None:
+        try:
+            st = store.blob(digest).stat()
+        except FileNotFoundError:
+            return None
+        return self.msgs["Info"](
+            digest=digest, size=st.st_size,
+            created_at=_timestamp(self.msgs, st.st_ctime),
+            updated_at=_timestamp(self.msgs, st.st_mtime),
+        )
+
+    # -- unary methods --------------------------------------------------------------------------
+
+    async def Info(self, request: Any, context: Any) -> Any:
+        import grpc
+
+        store = await self._store(context)
+        digest = await self._digest(context, request.digest)
+        info = await asyncio.to_thread(self._info, store, digest)
+        if info is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"content digest {digest}: not found")
+        return self.msgs["InfoResponse"](info=info)
+
+    async def Update(self, request: Any, context: Any) -> Any:
+        import grpc
+
+        store = await self._store(context)
+        digest = await self._digest(context, request.info.digest)
+        info = await asyncio.to_thread(self._info, store, digest)
+        if info is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"content digest {digest}: not found")
+        return self.msgs["UpdateResponse"](info=info)
+
+    async def Delete(self, request: Any, context: Any) -> Any:
+        store = await self._store(context)
+        digest = await self._digest(context, request.digest)
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(store.blob(digest).unlink)
+        return self.msgs["Empty"]()
+
+    async def Status(self, request: Any, context: Any) -> Any:
+        import grpc
+
+        store = await self._store(context)
+        data = store.ingest(request.ref) / "data"
+        if not data.exists():
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no write in progress for {request.ref}"
+            )
+        return self.msgs["StatusResponse"](
+            status=self.msgs["Status"](ref=request.ref, offset=data.stat().st_size)
+        )
+
+    async def ListStatuses(self, request: Any, context: Any) -> Any:
+        await self._store(context)
+        return self.msgs["ListStatusesResponse"]()
+
+    async def Abort(self, request: Any, context: Any) -> Any:
+        store = await self._store(context)
+        await asyncio.to_thread(shutil.rmtree, store.ingest(request.ref), True)
+        return self.msgs["Empty"]()
+
+    # -- streams --------------------------------------------------------------------------------
+
+    async def Read(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        import grpc
+
+        store = await self._store(context)
+        digest = await self._digest(context, request.digest)
+        path = store.blob(digest)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"content digest {digest}: not found")
+            return
+        offset = max(0, request.offset)
+        if offset > size:
+            await context.abort(
+                grpc.StatusCode.OUT_OF_RANGE, f"read past object length {size} bytes"
+            )
+        end = size if request.size <= 0 or offset + request.size > size else offset + request.size
+        with path.open("rb") as handle:
+            while offset < end:
+                handle.seek(offset)
+                data = await asyncio.to_thread(handle.read, min(READ_CHUNK, end - offset))
+                if not data:
+                    break
+                yield self.msgs["ReadContentResponse"](offset=offset, data=data)
+                offset += len(data)
+                self.bytes_read += len(data)
+
+    async def Write(self, request_iterator: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        import grpc
+
+        store = await self._store(context)
+        msgs = self.msgs
+        requests = request_iterator.__aiter__()
+        try:
+            first = await requests.__anext__()
+        except StopAsyncIteration:
+            return
+        if not first.ref:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "first message must have a reference"
+            )
+        ingest = store.ingest(first.ref)
+        await asyncio.to_thread(ingest.mkdir, parents=True, exist_ok=True)
+        data_path = ingest / "data"
+        data_path.touch()
+        started = time.time()
+        total, expected = first.total, first.expected
+        request = first
+        with data_path.open("r+b") as handle:
+            handle.seek(0, os.SEEK_END)
+            while True:
+                offset = handle.tell()
+                if request.expected:
+                    expected = await self._digest(context, request.expected)
+                    if await asyncio.to_thread(store.blob(expected).exists):
+                        handle.close()
+                        await asyncio.to_thread(shutil.rmtree, ingest, True)
+                        await context.abort(
+                            grpc.StatusCode.ALREADY_EXISTS,
+                            f"blob with expected digest {expected} exists",
+                        )
+                if request.total > 0:
+                    total = request.total
+                reply = msgs["WriteContentResponse"](action=request.action, offset=offset)
+                if request.action == WRITE_STAT:
+                    reply.total = total
+                    reply.started_at.CopyFrom(_timestamp(msgs, started))
+                    reply.updated_at.CopyFrom(_timestamp(msgs, time.time()))
+                elif request.action in (WRITE_WRITE, WRITE_COMMIT):
+                    if request.offset > 0 and request.offset != offset:
+                        await context.abort(
+                            grpc.StatusCode.OUT_OF_RANGE,
+                            f"write @{request.offset} must occur at current offset {offset}",
+                        )
+                    if request.offset == 0 and offset > 0:
+                        handle.truncate(0)
+                        handle.seek(0)
+                    if request.data:
+                        await asyncio.to_thread(handle.write, request.data)
+                    reply.offset = handle.tell()
+                    if request.action == WRITE_COMMIT:
+                        handle.flush()
+                        digest = await asyncio.to_thread(_commit, store, data_path, total,
+                                                         expected)
+                        if isinstance(digest, str) and digest.startswith("error:"):
+                            await context.abort(
+                                grpc.StatusCode.FAILED_PRECONDITION, digest[len("error:"):]
+                            )
+                        reply.digest = digest
+                        self.blobs_written += 1
+                else:
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"unknown write action {request.action}"
+                    )
+                yield reply
+                if request.action == WRITE_COMMIT:
+                    await asyncio.to_thread(shutil.rmtree, ingest, True)
+                    return
+                try:
+                    request = await requests.__anext__()
+                except StopAsyncIteration:
+                    return
+
+
+def _commit(store: LocalCacheDir, data_path: Path, total: int, expected: str) -> str:
+    """Verify size and digest, move the ingest into ``blobs``; "error:..." on a mismatch."""
+    import hashlib
+
+    size = data_path.stat().st_size
+    if total > 0 and size != total:
+        return f"error:unexpected commit size {size}, expected {total}"
+    sha = hashlib.sha256()
+    with data_path.open("rb") as handle:
+        while chunk := handle.read(READ_CHUNK):
+            sha.update(chunk)
+    digest = "sha256:" + sha.hexdigest()
+    if expected and digest != expected:
+        return f"error:unexpected commit digest {digest}, expected {expected}"
+    target = store.blob(digest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(data_path, target)
+    layout = store.root / "oci-layout"
+    if not layout.exists():
+        layout.write_text('{"imageLayoutVersion":"1.0.0"}')
+    return digest
+
+
+@attrs.define
+class LocalCacheService:
+    """The session plug-in (``wfe_buildkit.session.SessionService``) for local cache dirs."""
+
+    servicer: ContentStoreServicer
+    methods: Sequence[str] = CONTENT_METHODS
+
+    def register(self, server: Any) -> None:
+        import grpc
+
+        msgs = self.servicer.msgs
+        s = self.servicer
+
+        def unary(handler: Any, request: str, response: str) -> Any:
+            return grpc.unary_unary_rpc_method_handler(
+                handler, request_deserializer=msgs[request].FromString,
+                response_serializer=msgs[response].SerializeToString,
+            )
+
+        handlers = {
+            "Info": unary(s.Info, "InfoRequest", "InfoResponse"),
+            "Update": unary(s.Update, "UpdateRequest", "UpdateResponse"),
+            "Delete": unary(s.Delete, "DeleteContentRequest", "Empty"),
+            "Status": unary(s.Status, "StatusRequest", "StatusResponse"),
+            "ListStatuses": unary(s.ListStatuses, "ListStatusesRequest", "ListStatusesResponse"),
+            "Abort": unary(s.Abort, "AbortRequest", "Empty"),
+            "Read": grpc.unary_stream_rpc_method_handler(
+                s.Read, request_deserializer=msgs["ReadContentRequest"].FromString,
+                response_serializer=msgs["ReadContentResponse"].SerializeToString,
+            ),
+            "Write": grpc.stream_stream_rpc_method_handler(
+                s.Write, request_deserializer=msgs["WriteContentRequest"].FromString,
+                response_serializer=msgs["WriteContentResponse"].SerializeToString,
+            ),
+        }
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(CONTENT_SERVICE, handlers),)
+        )
+
+
+def local_cache_service(stores: Mapping[Path, str]) -> LocalCacheService:
+    """A :class:`LocalCacheService` for :func:`local_cache_stores`' directories."""
+    return LocalCacheService(ContentStoreServicer(stores))
+
+
+def update_local_cache_index(
+    exports: Iterable[CacheEntry], exporter_response: Mapping[str, str]
+) -> list[Path]:
+    """After a build: tag the exported cache manifest in each local ``dest``'s index.json.
+
+    BuildKit answers ``cache.manifest`` (a JSON OCI descriptor); the client records it with the
+    ``org.opencontainers.image.ref.name`` annotation (``latest`` or the entry's ``tag``),
+    replacing an older manifest of the same tag — as buildctl does. Returns the dirs updated.
+    """
+    raw = exporter_response.get("cache.manifest")
+    if not raw:
+        return []
+    descriptor = json.loads(raw)
+    updated: list[Path] = []
+    for entry in exports:
+        if entry.type != "local":
+            continue
+        directory = Path(entry.attrs["dest"])
+        tag = entry.attrs.get("tag", "latest")
+        index_path = directory / OCI_INDEX
+        try:
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                     "manifests": []}
+        manifests = [
+            m for m in index.get("manifests") or []
+            if (m.get("annotations") or {}).get(OCI_REF_NAME) != tag
+        ]
+        tagged = dict(descriptor)
+        tagged["annotations"] = {**(descriptor.get("annotations") or {}), OCI_REF_NAME: tag}
+        manifests.append(tagged)
+        index["manifests"] = manifests
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = index_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(index), encoding="utf-8")
+        os.replace(tmp, index_path)
+        layout = directory / "oci-layout"
+        if not layout.exists():
+            layout.write_text('{"imageLayoutVersion":"1.0.0"}')
+        updated.append(directory)
+    return updated
