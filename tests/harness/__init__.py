@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .endpoints import ContainerdDaemon, DockerDaemon, RegistryServer
 from .image_refs import TestImages
+from .processes import is_harness_process, non_harness_children
 from .requirements import HarnessUnavailable, in_ci, require
 from .session import Harness
 
@@ -21,5 +22,7 @@ __all__ = [
     "RegistryServer",
     "TestImages",
     "in_ci",
+    "is_harness_process",
+    "non_harness_children",
     "require",
 ]

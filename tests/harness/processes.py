@@ -99,6 +99,37 @@ def _log_suffix(log_path: Path | None) -> str:
     return f"\n--- {log_path} (tail) ---\n{tail(log_path)}"
 
 
+def is_harness_process(proc: psutil.Process) -> bool:
+    """True for a harness daemon or anything below one (their command lines name a harness dir).
+
+    Tests that assert "no child processes left" must ignore these: the session's daemons are
+    children of the test process.
+    """
+    from .session import DIR_PREFIX
+
+    try:
+        chain = [proc, *proc.parents()]
+        return any(f"/{DIR_PREFIX}" in " ".join(p.cmdline()) for p in chain)
+    except psutil.Error:
+        return False
+
+
+def non_harness_children(pid: int | None = None) -> list[psutil.Process]:
+    """Live descendants of ``pid`` (default: this process) that are not harness daemons."""
+    return [
+        p
+        for p in descendants(os.getpid() if pid is None else pid)
+        if not is_harness_process(p) and not _is_zombie(p)
+    ]
+
+
+def _is_zombie(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.status() == psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return True
+
+
 def pid_alive(pid: int) -> bool:
     """True when ``pid`` exists and is not a zombie."""
     try:

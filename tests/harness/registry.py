@@ -43,7 +43,7 @@ class Registry(Service):
         lines = [
             "version: 0.1",
             "log:",
-            "  level: info",
+            "  level: warn",  # errors only: info logs every request, drowning failure reports
             "  accesslog:",
             "    disabled: true",
             "storage:",
