@@ -270,3 +270,25 @@ def test_help_with_importtime_has_no_grpc() -> None:
         if line.startswith("import time:")
     ]
     assert imported and not [m for m in imported if m.startswith("grpc")]
+
+
+def test_schema_and_graph() -> None:
+    runner = CliRunner()
+    full = runner.invoke(build_app(), ["schema"])
+    assert full.exit_code == 0
+    schema = json.loads(full.stdout)
+    assert any("ShellConfig" in key for key in schema["$defs"])
+    one = runner.invoke(build_app(), ["schema", "shell"])
+    assert one.exit_code == 0 and "run" in json.loads(one.stdout)["properties"]
+    assert runner.invoke(build_app(), ["schema", "no-such-type"]).exit_code == 2
+    mermaid = runner.invoke(build_app(), ["graph", str(HELLO)])
+    assert mermaid.exit_code == 0 and mermaid.stdout.startswith("flowchart")
+    dot = runner.invoke(build_app(), ["graph", str(HELLO), "--format", "dot"])
+    assert dot.exit_code == 0 and dot.stdout.startswith("digraph")
+    assert runner.invoke(build_app(), ["graph", str(HELLO), "--format", "png"]).exit_code == 2
+
+
+def test_gc_without_hooks_is_fine() -> None:
+    proc = wfe("gc")
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -178,3 +178,20 @@ def test_using_a_broken_or_claimed_twice_type_is_a_diagnostic(site: Path, tmp_pa
     assert f"{workflow}:5:" in proc.stderr and "broken-plug" in proc.stderr
     assert f"{workflow}:6:" in proc.stderr and "dup-one" in proc.stderr
     assert "dup-two" in proc.stderr
+
+
+def test_wfe_gc_calls_each_plugin_packages_hook(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    package = site / "gcplug"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(GOOD.format(name="gctype", description="with gc"))
+    (package / "gc.py").write_text(
+        "async def collect_garbage():\n    return ['removed container wfe-1', 'removed lease 2']\n"
+    )
+    info = site / "gcplug-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gc-plug\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[wfe.executors]\ngctype = gcplug:plugin\n")
+    proc = wfe(site, "gc")
+    assert "gctype: removed container wfe-1\ngctype: removed lease 2\n" in proc.stdout
+    assert "Traceback" not in proc.stderr

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from wfe_core.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from wfe_core.cli.diagnostics import print_diagnostics, print_error
@@ -59,11 +60,14 @@ def plugins_command() -> int:
 
 def schema_command(type_name: str | None) -> int:
     """The workflow format's JSON Schema, or one executor's config schema."""
-    from wfe_core.schema import workflow_schema
+    from wfe_core.schema import executor_schema, workflow_schema
 
     registry = PluginRegistry()
-    if type_name is not None:
-        if registry.get(type_name) is None:
+    if type_name is None:
+        schema = workflow_schema(registry)
+    else:
+        plugin = registry.get(type_name)
+        if plugin is None:
             problem = registry.error(type_name)
             known = ", ".join(registry.names()) or "none"
             print_error(
@@ -72,25 +76,11 @@ def schema_command(type_name: str | None) -> int:
                 else f"no executor {type_name!r} is installed (installed: {known})"
             )
             return EXIT_INVALID
-        registry = PluginRegistry(
-            [p for n, p in registry.load_all().items() if n == type_name], discover=False
-        )
-    schema = workflow_schema(registry)
-    if type_name is not None:
-        schema = _config_schema(schema, type_name)
+        schema = executor_schema(plugin)
     sys.stdout.write(json.dumps(schema, indent=2) + "\n")
+    for error in registry.errors():
+        print_error(str(error))
     return EXIT_OK
-
-
-def _config_schema(schema: dict[str, object], type_name: str) -> dict[str, object]:
-    """Pick one executor's config schema out of the workflow schema (by its definition name)."""
-    defs = schema.get("$defs") or schema.get("definitions") or {}
-    if isinstance(defs, dict):
-        for key, value in defs.items():
-            lowered = key.lower()
-            if type_name.lower() in lowered and "config" in lowered:
-                return {"$schema": schema.get("$schema"), **value, "$defs": defs}
-    return schema
 
 
 def graph_command(file: Path, fmt: str, workflow_id: str | None) -> int:
@@ -98,7 +88,11 @@ def graph_command(file: Path, fmt: str, workflow_id: str | None) -> int:
     from wfe_core.compiler import CompileError, compile_file
     from wfe_core.graph import render_graph
 
-    if fmt not in ("mermaid", "dot"):
+    if fmt == "mermaid":
+        kind: Literal["mermaid", "dot"] = "mermaid"
+    elif fmt == "dot":
+        kind = "dot"
+    else:
         print_error(f"unknown graph format {fmt!r}; use mermaid or dot")
         return EXIT_INVALID
     result = compile_file(file, PluginRegistry())
@@ -114,7 +108,7 @@ def graph_command(file: Path, fmt: str, workflow_id: str | None) -> int:
     except CompileError as exc:
         print_diagnostics(exc.diagnostics)
         return EXIT_INVALID
-    sys.stdout.write("\n".join(render_graph(w, fmt=fmt) for w in workflows).rstrip("\n") + "\n")
+    sys.stdout.write("\n".join(render_graph(w, fmt=kind) for w in workflows).rstrip("\n") + "\n")
     return EXIT_OK
 
 
