@@ -125,3 +125,15 @@ async def test_timeout_cancels_build_on_daemon(
             await asyncio.sleep(0.1)
         # and the daemon is immediately usable again
         assert await bk.ping()
+
+
+async def test_default_network_on_bridgeless_daemon_gets_a_hint(
+    tmp_path: Path, bk_address: str, busybox: str
+) -> None:
+    """The harness engine runs with --bridge=none: a RUN without a network mode explains it."""
+    make_tree(tmp_path, {"Dockerfile": f"FROM {busybox}\nRUN echo needs-network-decision\n"})
+    async with Client(bk_address) as bk:
+        with pytest.raises(BuildFailed) as info:
+            await bk.build(tmp_path, no_cache=True)
+    assert "network bridge not found" in str(info.value)
+    assert "hint: " in str(info.value) and "network: none" in str(info.value)

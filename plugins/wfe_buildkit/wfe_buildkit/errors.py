@@ -68,6 +68,7 @@ class BuildFailed(BuildkitError):
         logs: Sequence[str] = (),
         exit_code: int | None = None,
         syntax_error: bool = False,
+        hint: str | None = None,
     ) -> None:
         self.daemon_message = daemon_message
         self.vertex = vertex
@@ -75,6 +76,7 @@ class BuildFailed(BuildkitError):
         self.logs = tuple(logs)
         self.exit_code = exit_code
         self.syntax_error = syntax_error
+        self.hint = hint
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -93,6 +95,8 @@ class BuildFailed(BuildkitError):
             lines.append("last output lines:")
             lines.extend(f"  | {line}" for line in self.logs)
         lines.append(f"daemon: {self.daemon_message}")
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
         return "\n".join(lines)
 
 

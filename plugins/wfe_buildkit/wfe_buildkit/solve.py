@@ -229,12 +229,21 @@ def failure_from(
     if location is None and name and locate is not None:
         location = locate(name)
     exit_match = _EXIT.search(message)
+    hint = None
+    if "network bridge not found" in message:
+        hint = (
+            "the daemon has no default bridge network (e.g. dockerd --bridge=none); "
+            "build with network: none or network: host"
+        )
+    elif "is not allowed" in message and ("entitlement" in message or "network.host" in message):
+        hint = "the daemon must allow the entitlement (buildkitd --allow-insecure-entitlement)"
     return BuildFailed(
         message,
         vertex=name,
         location=location,
         logs=list(vertex.tail) if vertex else [],
         exit_code=int(exit_match.group(1)) if exit_match else None,
+        hint=hint,
     )
 
 
