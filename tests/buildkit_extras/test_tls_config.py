@@ -158,3 +158,28 @@ async def test_tls_client_against_plaintext_server(pki: PKI) -> None:
         await server.stop(grace=None)
     error = explain_tls_failure(f"tcp://127.0.0.1:{port}", None, info.value.details() or "")
     assert "does not speak TLS" in str(error)
+
+
+def test_encrypted_key_is_reported_not_prompted(pki: PKI, tmp_path: Path) -> None:
+    import subprocess
+
+    encrypted = tmp_path / "enc-key.pem"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(pki.client_key), "-aes256", "-passout", "pass:secret",
+         "-out", str(encrypted)],
+        check=True, capture_output=True,
+    )
+    with pytest.raises(TLSConfigError, match="is encrypted; gRPC needs an unencrypted key"):
+        load_tls(mtls(pki, key=str(encrypted)))
+
+
+def test_explain_go_tls13_client_cert_rejection(pki: PKI) -> None:
+    """buildkitd (Go, TLS 1.3) rejects client certs after the client's handshake finished."""
+    details = (
+        "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:1: "
+        "Unwrap failed (TSI_DATA_CORRUPTED)"
+    )
+    missing = explain_tls_failure("tcp://h:1", TLSConfig(ca=str(pki.ca)), details)
+    assert "requires a client certificate" in str(missing)
+    foreign = explain_tls_failure("tcp://h:1", mtls(pki), details)
+    assert "rejected the client certificate" in str(foreign)

@@ -112,8 +112,20 @@ def load_tls(tls: TLSConfig) -> TLSMaterial:
     return TLSMaterial(ca=ca, cert=cert, key=key, server_name=tls.server_name or None)
 
 
+class _EncryptedKey(Exception):
+    """Raised by the password callback: the key is encrypted (grpcio cannot use it)."""
+
+
+def _no_password() -> bytes:
+    raise _EncryptedKey
+
+
 def _check_pair(tls: TLSConfig, cert: bytes, key: bytes) -> None:
-    """``load_cert_chain`` needs files; use a private temporary directory, removed at once."""
+    """``load_cert_chain`` needs files; use a private temporary directory, removed at once.
+
+    The password callback raises, so an encrypted key is reported instead of OpenSSL
+    prompting on the terminal.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     with tempfile.TemporaryDirectory(prefix="wfe-tls-") as directory:
         cert_path, key_path = Path(directory, "cert.pem"), Path(directory, "key.pem")
@@ -121,16 +133,17 @@ def _check_pair(tls: TLSConfig, cert: bytes, key: bytes) -> None:
         key_path.touch(mode=0o600)
         key_path.write_bytes(key)
         try:
-            context.load_cert_chain(cert_path, key_path)
-        except ssl.SSLError as exc:
-            reason = exc.reason or ""
-            if "KEY_VALUES_MISMATCH" in reason.upper() or "mismatch" in str(exc).lower():
-                raise TLSConfigError(
-                    f"tls.key: {tls.key} is not the private key of the certificate {tls.cert}"
-                ) from None
+            context.load_cert_chain(cert_path, key_path, password=_no_password)
+        except _EncryptedKey:
             raise TLSConfigError(
-                f"tls.cert/tls.key: {tls.cert} and {tls.key} cannot be loaded "
-                f"({reason or 'invalid certificate or key'}; an encrypted key is not supported)"
+                f"tls.key: {tls.key} is encrypted; gRPC needs an unencrypted key "
+                "(openssl pkey -in KEY -out KEY.plain, then keep it mode 600)"
+            ) from None
+        except ssl.SSLError as exc:
+            reason = exc.reason or "invalid certificate or key"
+            raise TLSConfigError(
+                f"tls.key: {tls.key} is not the private key of the certificate {tls.cert} "
+                f"({reason})"
             ) from None
 
 
@@ -203,11 +216,17 @@ def explain_tls_failure(
     daemon that requires a client certificate, so the hint says so.
     """
     text = details or ""
+    # With TLS 1.3 (Go's buildkitd) a rejected client certificate arrives after the client
+    # finished its handshake: grpcio then reports "Unwrap failed (TSI_DATA_CORRUPTED)" rather
+    # than "Socket closed" (seen against buildkitd v0.24).
     for pattern, reason, hint in _RULES:
         if pattern.search(text):
             return DaemonConnectionError(address, f"TLS handshake failed: {reason}", hint)
     if tls is not None and re.search(
-        r"handshake|socket closed|connection reset|broken pipe|end of file|eof", text, re.I
+        r"handshake|socket closed|connection reset|broken pipe|end of file|eof|unwrap failed|"
+        r"tsi_data_corrupted",
+        text,
+        re.I,
     ):
         if not tls.cert:
             reason = "the daemon closed the connection; it requires a client certificate"
