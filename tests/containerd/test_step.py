@@ -302,3 +302,29 @@ async def test_missing_socket_is_a_clear_error(make_ctx: MakeCtx, tmp_path: Path
         await run_step(cfg, make_ctx(cfg))
     assert "nope.sock" in info.value.message
     assert "does not exist" in info.value.message
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8])
+async def test_cancellation_at_any_point_leaves_nothing(
+    delay: float,
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    make_ctx: MakeCtx,
+    leak_check: LeakCheck,
+) -> None:
+    """Cancel during pull, container creation, task creation or the run: nothing remains."""
+    cfg = config(
+        address,
+        namespace,
+        test_images.ref("rich"),
+        pull="always",
+        command=["sleep", "1000"],
+        grace_period="0.5s",
+    )
+    task = asyncio.ensure_future(run_step(cfg, make_ctx(cfg)))
+    await asyncio.sleep(delay)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await leak_check()

@@ -22,7 +22,7 @@ import contextlib
 import json
 import secrets
 import signal as signals
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -48,7 +48,7 @@ from wfe_containerd.errors import (
     RPCError,
     RunError,
 )
-from wfe_containerd.leases import create_lease, delete_lease
+from wfe_containerd.leases import add_resource, create_lease, delete_lease
 from wfe_containerd.oci import Platform
 from wfe_containerd.pull import (
     DEFAULT_SNAPSHOTTER,
@@ -58,6 +58,7 @@ from wfe_containerd.pull import (
     load_image,
     pull_image,
 )
+from wfe_containerd.shield import finish_shielded, settle_then
 from wfe_containerd.spec import SPEC_TYPE_URL, BindMount, RunOptions, build_spec
 from wfe_containerd.task_io import OutputCallback, TaskIO
 from wfe_containerd.userdb import resolve_image_user
@@ -111,23 +112,6 @@ def new_container_id(hint: str = "") -> str:
         cleaned = cleaned.replace("--", "-")
     base = f"wfe-{cleaned[:40]}".rstrip("-") if cleaned else "wfe"
     return f"{base}-{secrets.token_hex(6)}"
-
-
-async def finish_shielded(awaitable: Awaitable[T]) -> T:
-    """Run ``awaitable`` to completion even if we are cancelled meanwhile, then re-raise."""
-    task = asyncio.ensure_future(awaitable)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 class Task:
@@ -422,9 +406,7 @@ class Client:
             )
         except ValueError as exc:
             raise RunError(f"{image.name}: {exc}") from None
-        lease = await create_lease(
-            conn, f"wfe-run-{container_id}", expire_seconds=24 * 3600, labels=all_labels
-        )
+        lease = f"wfe-run-{container_id}"
         container = Container(
             self,
             container_id,
@@ -434,39 +416,55 @@ class Client:
             spec=spec,
             stop_signal=_signal_number(image.config.stop_signal),
         )
+        # The records are created in a task of their own: if we are cancelled meanwhile, the
+        # in-flight calls still land before the cleanup runs, so nothing appears after it.
+        work = asyncio.ensure_future(self._create_records(container, image, all_labels))
         try:
-            prepared = await conn.call(
-                conn.snapshots.Prepare,
-                snapshots_pb2.PrepareSnapshotRequest(
-                    snapshotter=snapshotter,
-                    key=container_id,
-                    parent=image.chain_id,
-                    labels=all_labels,
-                ),
-                lease=lease,
-            )
-            container.rootfs = list(prepared.mounts)
-            record = containers_pb2.Container(
-                id=container_id,
-                image=image.name,
-                labels={
-                    **all_labels,
-                    "io.containerd.image.config.stop-signal": image.config.stop_signal or "SIGTERM",
-                },
-                runtime=containers_pb2.Container.Runtime(name=RUNTIME),
-                spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()),
-                snapshotter=snapshotter,
-                snapshot_key=container_id,
-            )
-            await conn.call(
-                conn.containers.Create,
-                containers_pb2.CreateContainerRequest(container=record),
-                lease=lease,
-            )
+            await asyncio.shield(work)
         except BaseException:
-            await finish_shielded(container.delete())
+            await finish_shielded(settle_then(work, container.delete()))
             raise
         return container
+
+    async def _create_records(
+        self, container: Container, image: Image, labels: Mapping[str, str]
+    ) -> None:
+        conn = self.conn
+        await create_lease(
+            conn, "", expire_seconds=24 * 3600, labels=labels, lease_id=container.lease
+        )
+        if image.chain_id:
+            await add_resource(
+                conn, container.lease, f"snapshots/{container.snapshotter}", image.chain_id
+            )
+        prepared = await conn.call(
+            conn.snapshots.Prepare,
+            snapshots_pb2.PrepareSnapshotRequest(
+                snapshotter=container.snapshotter,
+                key=container.id,
+                parent=image.chain_id,
+                labels=labels,
+            ),
+            lease=container.lease,
+        )
+        container.rootfs = list(prepared.mounts)
+        record = containers_pb2.Container(
+            id=container.id,
+            image=image.name,
+            labels={
+                **labels,
+                "io.containerd.image.config.stop-signal": image.config.stop_signal or "SIGTERM",
+            },
+            runtime=containers_pb2.Container.Runtime(name=RUNTIME),
+            spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(container.spec).encode()),
+            snapshotter=container.snapshotter,
+            snapshot_key=container.id,
+        )
+        await conn.call(
+            conn.containers.Create,
+            containers_pb2.CreateContainerRequest(container=record),
+            lease=container.lease,
+        )
 
     async def run(
         self,
@@ -523,8 +521,14 @@ class Client:
         timed_out = False
         exit_code: int | None = None
         oom_killed = False
+        creating = asyncio.ensure_future(container.new_task(io))
         try:
-            task = await container.new_task(io)
+            try:
+                task = await asyncio.shield(creating)
+            except BaseException:
+                # Let an in-flight Tasks.Create land, so the cleanup below can delete it.
+                await finish_shielded(asyncio.wait({creating}))
+                raise
             pump = io.start(on_output)
             await task.start()
             waiter = asyncio.ensure_future(task.wait())
@@ -552,7 +556,9 @@ class Client:
             if on_output_file is not None:
                 on_output_file(io.output_file)
         finally:
-            await finish_shielded(self._cleanup(container, task, io, waiter, oom))
+            await finish_shielded(
+                self._cleanup(container, task or Task(container, 0, io), io, waiter, oom)
+            )
         assert exit_code is not None
         return RunResult(container.id, exit_code, timed_out, oom_killed)
 
@@ -572,24 +578,23 @@ class Client:
     async def _cleanup(
         self,
         container: Container,
-        task: Task | None,
+        task: Task,
         io: TaskIO,
         waiter: asyncio.Future[ExitStatus] | None,
         oom: _OOMWatch,
     ) -> None:
         """Task, container, snapshot, lease; FIFOs and temp dir. Every step tolerates 'gone'."""
         try:
-            if task is not None:
-                if waiter is None or not waiter.done():
-                    await task.kill(signals.SIGKILL, all_processes=True)
-                    with contextlib.suppress(ContainerdError, TimeoutError):
-                        await asyncio.wait_for(task.wait(), 30)
-                try:
-                    await task.delete()
-                except ContainerdError:
-                    await task.kill(signals.SIGKILL, all_processes=True)
-                    await asyncio.sleep(0.2)
-                    await task.delete()
+            if waiter is None or not waiter.done():
+                await task.kill(signals.SIGKILL, all_processes=True)
+                with contextlib.suppress(ContainerdError, TimeoutError):
+                    await asyncio.wait_for(task.wait(), 30)
+            try:
+                await task.delete()
+            except ContainerdError:
+                await task.kill(signals.SIGKILL, all_processes=True)
+                await asyncio.sleep(0.2)
+                await task.delete()
         finally:
             if waiter is not None and not waiter.done():
                 waiter.cancel()

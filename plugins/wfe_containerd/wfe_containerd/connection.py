@@ -133,16 +133,16 @@ class Connection:
         else:
             self.channel = grpc.aio.insecure_channel(self.target.grpc_target, options)
         ch = self.channel
-        self.version = _stub(version_pb2_grpc, 'VersionStub', ch)
-        self.introspection = _stub(introspection_pb2_grpc, 'IntrospectionStub', ch)
-        self.content = _stub(content_pb2_grpc, 'ContentStub', ch)
-        self.images = _stub(images_pb2_grpc, 'ImagesStub', ch)
-        self.leases = _stub(leases_pb2_grpc, 'LeasesStub', ch)
-        self.snapshots = _stub(snapshots_pb2_grpc, 'SnapshotsStub', ch)
-        self.diff = _stub(diff_pb2_grpc, 'DiffStub', ch)
-        self.containers = _stub(containers_pb2_grpc, 'ContainersStub', ch)
-        self.tasks = _stub(tasks_pb2_grpc, 'TasksStub', ch)
-        self.events = _stub(events_pb2_grpc, 'EventsStub', ch)
+        self.version = _stub(version_pb2_grpc, "VersionStub", ch)
+        self.introspection = _stub(introspection_pb2_grpc, "IntrospectionStub", ch)
+        self.content = _stub(content_pb2_grpc, "ContentStub", ch)
+        self.images = _stub(images_pb2_grpc, "ImagesStub", ch)
+        self.leases = _stub(leases_pb2_grpc, "LeasesStub", ch)
+        self.snapshots = _stub(snapshots_pb2_grpc, "SnapshotsStub", ch)
+        self.diff = _stub(diff_pb2_grpc, "DiffStub", ch)
+        self.containers = _stub(containers_pb2_grpc, "ContainersStub", ch)
+        self.tasks = _stub(tasks_pb2_grpc, "TasksStub", ch)
+        self.events = _stub(events_pb2_grpc, "EventsStub", ch)
 
     def check_socket(self) -> None:
         """Fail early and clearly when a unix socket path does not exist."""

@@ -14,7 +14,8 @@ import random
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import grpc
-from wfe_containerd._pb.services import content_pb2
+
+from wfe_containerd._pb.services import content_pb2, leases_pb2
 from wfe_containerd.connection import Connection
 from wfe_containerd.errors import AlreadyExistsError, NotFoundError, PullError, UnavailableError
 
@@ -78,6 +79,14 @@ async def write_blob(
     on_progress: Callable[[int], None] | None = None,
 ) -> bool:
     """Ingest one blob; returns False when it existed already (labels then updated)."""
+    if lease:
+        # An existing blob is pinned to the lease first, so it cannot be collected meanwhile.
+        await conn.call(
+            conn.leases.AddResource,
+            leases_pb2.AddResourceRequest(
+                id=lease, resource=leases_pb2.Resource(id=digest, type="content")
+            ),
+        )
     delay = 0.05
     while True:
         try:

@@ -25,9 +25,10 @@ async def create_lease(
     *,
     expire_seconds: float = 3600.0,
     labels: Mapping[str, str] | None = None,
+    lease_id: str | None = None,
 ) -> str:
-    """Create a lease with a unique id starting with ``prefix``; returns the id."""
-    lease_id = f"{prefix}-{secrets.token_hex(6)}"
+    """Create a lease with a unique id starting with ``prefix`` (or exactly ``lease_id``)."""
+    lease_id = lease_id or f"{prefix}-{secrets.token_hex(6)}"
     expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=expire_seconds)
     all_labels = {EXPIRE_LABEL: expires.strftime("%Y-%m-%dT%H:%M:%SZ"), **(labels or {})}
     await conn.call(conn.leases.Create, leases_pb2.CreateRequest(id=lease_id, labels=all_labels))
@@ -38,3 +39,14 @@ async def delete_lease(conn: Connection, lease_id: str, *, sync: bool = False) -
     """Delete a lease; one that is gone already is fine."""
     with contextlib.suppress(NotFoundError):
         await conn.call(conn.leases.Delete, leases_pb2.DeleteRequest(id=lease_id, sync=sync))
+
+
+async def add_resource(conn: Connection, lease_id: str, kind: str, resource_id: str) -> None:
+    """Put an existing object (``content`` digest, ``snapshots/<name>`` key) under a lease, so
+    that the garbage collector keeps it while we build on it."""
+    await conn.call(
+        conn.leases.AddResource,
+        leases_pb2.AddResourceRequest(
+            id=lease_id, resource=leases_pb2.Resource(id=resource_id, type=kind)
+        ),
+    )

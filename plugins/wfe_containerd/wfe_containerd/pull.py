@@ -35,7 +35,7 @@ from wfe_containerd.errors import (
     NotFoundError,
     PullError,
 )
-from wfe_containerd.leases import create_lease, delete_lease
+from wfe_containerd.leases import add_resource, create_lease, delete_lease
 from wfe_containerd.oci import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -51,6 +51,7 @@ from wfe_containerd.oci import (
 )
 from wfe_containerd.reference import Reference, parse_reference
 from wfe_containerd.registry import RegistryClient, is_loopback
+from wfe_containerd.shield import finish_shielded, settle_then
 
 DEFAULT_SNAPSHOTTER = "overlayfs"
 PARALLEL_DOWNLOADS = 4
@@ -252,19 +253,29 @@ class _Puller:
         parent = chain[index - 1] if index else ""
         labels = {"containerd.io/snapshot.ref": chain[index]}
         while True:
+            # Pin the snapshot to our lease before looking: one left by another (maybe cancelled)
+            # pull could otherwise be collected between our check and its use as a parent.
+            await add_resource(conn, self.lease, f"snapshots/{sn}", chain[index])
             if await snapshot_exists(conn, sn, chain[index]):
                 break
             key = f"extract-{time.time_ns()}-{secrets.token_hex(4)} {chain[index]}"
-            try:
-                prepared = await conn.call(
+            preparing = asyncio.ensure_future(
+                conn.call(
                     conn.snapshots.Prepare,
                     snapshots_pb2.PrepareSnapshotRequest(
                         snapshotter=sn, key=key, parent=parent, labels=labels
                     ),
                     lease=self.lease,
                 )
+            )
+            try:
+                prepared = await asyncio.shield(preparing)
             except AlreadyExistsError:
                 continue
+            except BaseException:
+                # Cancelled while Prepare was in flight: let it land, then remove what it made.
+                await finish_shielded(settle_then(preparing, _remove_snapshot(conn, sn, key)))
+                raise
             try:
                 self._report(layer, layer.size, "unpacking")
                 applied = await conn.call(
@@ -355,8 +366,10 @@ async def pull_image(
     found = await asyncio.to_thread(creds_mod.lookup, reference.domain, credentials, docker_config)
     insecure = reference.domain in insecure_registries or is_loopback(reference.domain)
     registry = RegistryClient(reference.api_host, credentials=found, plain_http=insecure)
-    lease = await create_lease(conn, "wfe-pull", labels=lease_labels)
+    lease = f"wfe-pull-{secrets.token_hex(6)}"
+    creating = asyncio.ensure_future(create_lease(conn, "", labels=lease_labels, lease_id=lease))
     try:
+        await asyncio.shield(creating)
         puller = _Puller(
             conn,
             reference,
@@ -368,7 +381,7 @@ async def pull_image(
         )
         return await puller.run()
     finally:
-        await asyncio.shield(delete_lease(conn, lease))
+        await finish_shielded(settle_then(creating, delete_lease(conn, lease)))
 
 
 async def load_image(
