@@ -20,6 +20,7 @@ from wfe_containerd.connection import Connection
 from wfe_containerd.errors import AlreadyExistsError, NotFoundError, PullError, UnavailableError
 
 CHUNK_BYTES = 1024 * 1024
+LOCKED_REF_PATIENCE = 60.0
 QUEUE_CHUNKS = 4
 """Chunks buffered between the download and the gRPC stream: bounds memory per blob."""
 
@@ -88,6 +89,7 @@ async def write_blob(
             ),
         )
     delay = 0.05
+    waited = 0.0
     while True:
         try:
             written = await _write_once(conn, ref, digest, size, source, labels, lease, on_progress)
@@ -95,7 +97,15 @@ async def write_blob(
             await update_labels(conn, digest, labels, lease)
             return False
         except UnavailableError:
-            # Another writer holds the ref (a concurrent pull of the same image): wait for it.
+            # Another writer holds the ref (a concurrent pull of the same image): wait for it,
+            # but not forever.
+            waited += delay
+            if waited > LOCKED_REF_PATIENCE:
+                raise PullError(
+                    f"content ingest {ref!r} stayed locked by another writer for "
+                    f"{LOCKED_REF_PATIENCE:g} s; retry, or abort it with "
+                    f"`ctr -n {conn.namespace} content active` / `content rm`"
+                ) from None
             await asyncio.sleep(delay + random.random() * delay)
             delay = min(delay * 2, 1.0)
             continue
