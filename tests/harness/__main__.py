@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import images
+from .report import NOTES
 from .requirements import HarnessUnavailable
 from .session import DIR_PREFIX, SERVICES, STATE_FILE, Harness, stop_tree
 
@@ -106,6 +107,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     state = json.loads(path.read_text())
     started = time.monotonic()
     problems = stop_tree(Path(state["base"]), state.get("services", {}))
+    for line in NOTES:
+        print(f"harness down: {line}", file=sys.stderr)
     for problem in problems:
         print(f"harness down: {problem}", file=sys.stderr)
     print(

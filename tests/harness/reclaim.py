@@ -31,11 +31,11 @@ def _ctr(address: str, *args: str, timeout: float = 10) -> str:
     return result.stdout if result.returncode == 0 else ""
 
 
-def containerd_leftovers(address: str) -> int:
-    """Kill and delete every task and container in every namespace; returns how many."""
+def containerd_leftovers(address: str) -> list[str]:
+    """Kill and delete every task and container in every namespace; returns ``ns/id`` of each."""
     if not os.path.exists(address):
-        return 0
-    removed = 0
+        return []
+    removed: list[str] = []
     namespaces: list[str] = []
     with contextlib.suppress(subprocess.TimeoutExpired, OSError):
         namespaces = _ctr(address, "namespaces", "ls", "-q").split()
@@ -45,7 +45,7 @@ def containerd_leftovers(address: str) -> int:
                 _ctr(address, "-n", ns, "tasks", "delete", "-f", task)
             for container in _ctr(address, "-n", ns, "containers", "ls", "-q").split():
                 _ctr(address, "-n", ns, "containers", "rm", container)
-                removed += 1
+                removed.append(f"{ns}/{container}")
     # runc removes a container's cgroup but not the per-namespace parent (/<namespace>).
     for ns in namespaces:
         if ns not in _SHARED_PARENTS:
@@ -55,27 +55,34 @@ def containerd_leftovers(address: str) -> int:
     return removed
 
 
-def docker_leftovers(socket: str) -> int:
-    """Force-remove every container of the harness Docker Engine; returns how many."""
+def docker_leftovers(socket: str) -> list[str]:
+    """Force-remove every container of the harness Docker Engine; returns their names."""
     if not os.path.exists(socket):
-        return 0
-    removed = 0
+        return []
+    removed: list[str] = []
     with contextlib.suppress(OSError, ValueError):
         status, body = unix_get(socket, "/containers/json?all=1")
         if status != 200:
-            return 0
+            return []
         for container in json.loads(body):
             unix_request(socket, "DELETE", f"/containers/{container['Id']}?force=1&v=1")
-            removed += 1
+            names = container.get("Names") or [container["Id"][:12]]
+            removed.append(str(names[0]).lstrip("/"))
     return removed
 
 
-def reclaim(services: dict[str, dict[str, Any]]) -> None:
-    """Remove leftover containers of the harness daemons described by ``services``."""
+def reclaim(services: dict[str, dict[str, Any]]) -> list[str]:
+    """Remove leftover containers of the harness daemons; returns what was removed.
+
+    A non-empty result means some test did not clean up after itself; the harness reports it.
+    """
+    removed: list[str] = []
     if "docker" in services:
-        docker_leftovers(services["docker"]["socket"])
+        removed += [f"docker: {n}" for n in docker_leftovers(services["docker"]["socket"])]
     if "containerd" in services:
-        containerd_leftovers(services["containerd"]["address"])
+        address = services["containerd"]["address"]
+        removed += [f"containerd: {n}" for n in containerd_leftovers(address)]
+    return removed
 
 
 def cgroups_of(pid: int) -> list[Path]:

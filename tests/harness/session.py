@@ -29,6 +29,7 @@ from .dockerd import Dockerd
 from .mounts import unmount_all
 from .reclaim import cgroups_of, reclaim, remove_cgroups
 from .registry import Registry
+from .report import note
 from .requirements import SERVICE_NEEDS, HarnessUnavailable, missing
 from .service import Service
 
@@ -366,7 +367,9 @@ def stop_tree(
     """
     objects = objects or {}
     problems: list[str] = []
-    reclaim({n: s.info() for n, s in objects.items()} | services)
+    reclaimed = reclaim({n: s.info() for n, s in objects.items()} | services)
+    if reclaimed:
+        note(f"teardown removed containers that tests left behind: {', '.join(reclaimed)}")
     sockets = shim_sockets(base)
     strays = _shim_processes(base)
     _kill_containers(base)
