@@ -62,7 +62,7 @@ def missing(*what: str) -> list[str]:
     return absent
 
 
-def _describe(absent: list[str]) -> str:
+def describe_missing(absent: list[str]) -> str:
     packages = sorted({APT_PACKAGES[a] for a in absent if a in APT_PACKAGES})
     parts = [f"missing: {', '.join(absent)}"]
     if packages:
@@ -94,4 +94,4 @@ def require(*what: str) -> None:
                 needed.append(need)
     absent = missing(*needed)
     if absent:
-        unavailable(_describe(absent))
+        unavailable(describe_missing(absent))

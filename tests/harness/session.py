@@ -30,7 +30,7 @@ from .mounts import unmount_all
 from .reclaim import cgroups_of, reclaim, remove_cgroups
 from .registry import Registry
 from .report import note
-from .requirements import SERVICE_NEEDS, HarnessUnavailable, missing
+from .requirements import SERVICE_NEEDS, HarnessUnavailable, describe_missing, missing
 from .service import Service
 
 STATE_FILE = "harness.json"
@@ -146,9 +146,7 @@ class Harness:
                     raise HarnessUnavailable(self._failures[name])
                 absent = missing(*_needs(name))
                 if absent:
-                    from .requirements import _describe
-
-                    raise HarnessUnavailable(f"{name}: {_describe(absent)}")
+                    raise HarnessUnavailable(f"{name}: {describe_missing(absent)}")
             todo = [n for n in dict.fromkeys(names) if n not in self.state["services"]]
             started: list[Service] = []
             for name in todo:
@@ -203,9 +201,7 @@ class Harness:
                 raise HarnessUnavailable(self._failures["images"])
             absent = missing(*SERVICE_NEEDS["images"])
             if absent:
-                from .requirements import _describe
-
-                raise HarnessUnavailable(f"test images: {_describe(absent)}")
+                raise HarnessUnavailable(f"test images: {describe_missing(absent)}")
             regs = self.ensure("registry", "auth_registry")
             with self._state_lock():
                 self._reload_images()
