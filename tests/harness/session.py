@@ -281,8 +281,8 @@ def sweep_stale() -> list[Path]:
     """Stop and remove harnesses whose owning test process died without tearing down.
 
     A SIGKILLed pytest cannot clean up: its daemons die with it (parent-death signal), but
-    mounts, cgroups and the directory stay. Only ``pytest``-mode harnesses whose owner PID is
-    gone are swept; ``up`` harnesses live until ``down``.
+    mounts, cgroups and the directory stay. Harnesses bound to an owner process (``pytest``,
+    ``demo``, scripts) whose owner PID is gone are swept; ``up`` harnesses live until ``down``.
     """
     swept: list[Path] = []
     pattern = os.path.join(tempfile.gettempdir(), f"{DIR_PREFIX}*", STATE_FILE)
@@ -292,7 +292,7 @@ def sweep_stale() -> list[Path]:
         except (OSError, ValueError):
             continue
         owner = data.get("owner_pid")
-        if data.get("mode") != "pytest" or not owner or processes.pid_alive(int(owner)):
+        if data.get("mode") == "up" or not owner or processes.pid_alive(int(owner)):
             continue
         base = Path(data["base"])
         if base != Path(state_file).parent:
