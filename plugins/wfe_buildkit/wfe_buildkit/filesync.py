@@ -50,6 +50,7 @@ STAT, REQ, DATA, FIN, ERR = (
 )
 CHUNK = 128 * 1024
 READ_SLICE = 1024 * 1024
+INLINE_READ = 64 * 1024
 SEND_WORKERS = 4
 WALK_BATCH = 256
 
@@ -88,7 +89,7 @@ def _read_small(path: str) -> bytes | None:
     """A whole small file in one worker-thread hop (None if it cannot be opened)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(READ_SLICE + 1)
+            return handle.read(INLINE_READ + 1)
     except OSError:
         return None
 
@@ -156,9 +157,11 @@ async def send_tree(
                 await out.put(Packet(type=ERR, data=f"invalid file id {ident}".encode()))
                 continue
             source, size = item
-            if size <= READ_SLICE:
-                data = await asyncio.to_thread(_read_small, source)
-                if data is not None and len(data) <= READ_SLICE:
+            if size <= INLINE_READ:
+                # small files are read on the loop: a worker-thread hop per file costs more
+                # (GIL hand-offs) than the read itself, and never blocks the loop for long
+                data = _read_small(source)
+                if data is not None and len(data) <= INLINE_READ:
                     for offset in range(0, len(data), CHUNK):
                         chunk = data[offset : offset + CHUNK]
                         await out.put(Packet(type=DATA, ID=ident, data=chunk))
