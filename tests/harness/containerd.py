@@ -88,3 +88,16 @@ class Containerd(Service):
             "state": self.state,
             "log_path": str(self.log_path),
         }
+
+
+class DockerContainerd(Containerd):
+    """A second, private containerd that the harness Docker Engine uses (``--containerd``).
+
+    Without ``--containerd``, dockerd 20.10 uses ``/run/containerd/containerd.sock`` whenever
+    that socket exists (a system containerd, common on developer machines) and only otherwise
+    starts its own child, whose generated config also uses ``/opt/containerd``. Giving it a
+    containerd of ours keeps Docker off the system's daemon in every case, and apart from the
+    containerd that the containerd executor's tests use.
+    """
+
+    name = "docker_containerd"

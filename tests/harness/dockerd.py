@@ -1,9 +1,10 @@
 """Docker Engine 20.10 on a private socket; its embedded BuildKit is the BuildKit CI has.
 
 Started with ``--iptables=false --bridge=none`` so it never touches the host's network, and with
-its own data root, exec root, pidfile and (empty) config file. It manages its own containerd (a
-child under the exec root) rather than sharing the harness containerd: the two then cannot
-disturb each other's namespaces or content, and stopping dockerd stops its containerd.
+its own data root, exec root, pidfile and config file. It talks to a containerd of its own
+(:class:`~tests.harness.containerd.DockerContainerd`, started with it as the service
+``docker_containerd``) rather than to the harness containerd, so the two cannot disturb each
+other's namespaces or content, and never to a system containerd.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .containerd import DockerContainerd
 from .http_probe import unix_get
 from .service import Service
 
@@ -36,9 +38,14 @@ class Dockerd(Service):
         config = {"deprecated-key-path": str(self.dir / "key.json"), "shutdown-timeout": 2}
         (self.dir / "daemon.json").write_text(json.dumps(config) + "\n")
 
+    @property
+    def containerd_address(self) -> str:
+        return DockerContainerd(self.base).address
+
     def argv(self) -> list[str]:
         return [
             "dockerd",
+            "--containerd", self.containerd_address,
             "--data-root", str(self.dir / "data"),
             "--exec-root", str(self.dir / "exec"),
             "--pidfile", str(self.dir / "docker.pid"),
@@ -59,5 +66,6 @@ class Dockerd(Service):
             "pid": self.pid,
             "host": self.host,
             "socket": self.socket,
+            "containerd_address": self.containerd_address,
             "log_path": str(self.log_path),
         }

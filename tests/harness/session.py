@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import images, processes
-from .containerd import Containerd
+from .containerd import Containerd, DockerContainerd
 from .dockerd import Dockerd
 from .mounts import unmount_all
 from .reclaim import cgroups_of, reclaim, remove_cgroups
@@ -35,6 +35,10 @@ from .service import Service
 
 STATE_FILE = "harness.json"
 SERVICES = ("containerd", "docker", "registry", "auth_registry")
+#: Services started along with another (before it in the same parallel batch).
+DEPENDENCIES = {"docker": ("docker_containerd",)}
+#: Teardown order: Docker before its containerd; the registries last.
+STOP_ORDER = ("docker", "docker_containerd", "containerd", "registry", "auth_registry")
 DIR_PREFIX = "wfe-h-"
 #: Where containerd 1.6 shims put their sockets, whatever the daemon's own state dir is.
 SHIM_SOCKET_DIR = Path("/run/containerd/s")
@@ -43,6 +47,8 @@ SHIM_SOCKET_DIR = Path("/run/containerd/s")
 def _new_service(name: str, base: Path) -> Service:
     if name == "containerd":
         return Containerd(base)
+    if name == "docker_containerd":
+        return DockerContainerd(base)
     if name == "docker":
         return Dockerd(base)
     if name == "registry":
@@ -53,7 +59,20 @@ def _new_service(name: str, base: Path) -> Service:
 
 
 def _needs(name: str) -> tuple[str, ...]:
+    if name == "docker_containerd":
+        name = "containerd"
     return SERVICE_NEEDS["dockerd" if name == "docker" else name]
+
+
+def _with_dependencies(names: tuple[str, ...]) -> list[str]:
+    ordered: list[str] = []
+    for name in names:
+        for dep in DEPENDENCIES.get(name, ()):
+            if dep not in ordered:
+                ordered.append(dep)
+        if name not in ordered:
+            ordered.append(name)
+    return ordered
 
 
 class Harness:
@@ -141,13 +160,13 @@ class Harness:
         with self._lock:
             if self._closed:
                 raise HarnessUnavailable("the harness has already been stopped")
-            for name in names:
+            for name in _with_dependencies(names):
                 if name in self._failures:
                     raise HarnessUnavailable(self._failures[name])
                 absent = missing(*_needs(name))
                 if absent:
                     raise HarnessUnavailable(f"{name}: {describe_missing(absent)}")
-            todo = [n for n in dict.fromkeys(names) if n not in self.state["services"]]
+            todo = [n for n in _with_dependencies(names) if n not in self.state["services"]]
             started: list[Service] = []
             for name in todo:
                 service = _new_service(name, self.base)
@@ -245,11 +264,15 @@ class Harness:
     # ----------------------------------------------------------------- teardown
 
     def log_paths(self, name: str) -> list[Path]:
-        info = self.state["services"].get(name)
-        if info is None:
-            service = self._objects.get(name)
-            return [service.log_path] if service else []
-        return [Path(info["log_path"])]
+        """Log files of service ``name`` and of the services it depends on."""
+        paths: list[Path] = []
+        for part in _with_dependencies((name,)):
+            info = self.state["services"].get(part)
+            if info is not None:
+                paths.append(Path(info["log_path"]))
+            elif part in self._objects:
+                paths.append(self._objects[part].log_path)
+        return paths
 
     def close(self) -> None:
         """Stop what this process owns; remove the directory when the harness is ours."""
@@ -356,7 +379,7 @@ def stop_tree(
 ) -> list[str]:
     """Stop every daemon of the harness at ``base`` and remove the directory.
 
-    Order: Docker first (it stops its own containerd), then containerd and its shims, then the
+    Order (STOP_ORDER): Docker, its containerd, the harness containerd and its shims, then the
     registries; then any process still mentioning ``base``, mounts under it, stray shim sockets
     and finally the directory. PIDs from a state file are only signalled when the process's
     command line still mentions ``base`` (guards against PID reuse). Returns problems found.
@@ -369,8 +392,8 @@ def stop_tree(
     sockets = shim_sockets(base)
     strays = _shim_processes(base)
     _kill_containers(base)
-    order = {"docker": 0, "containerd": 1, "registry": 2, "auth_registry": 3}
-    for name in sorted(set(services) | set(objects), key=lambda n: order.get(n, 9)):
+    order = {name: i for i, name in enumerate(STOP_ORDER)}
+    for name in sorted(set(services) | set(objects), key=lambda n: order.get(n, len(order))):
         service = objects.get(name)
         if service is not None:
             service.stop()
