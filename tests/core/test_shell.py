@@ -240,3 +240,41 @@ def test_config_structuring_parses_durations() -> None:
 def test_no_leftover_children() -> None:
     run(sh("x", run="true"))
     assert psutil.Process(os.getpid()).children(recursive=True) == []
+
+
+def _processes_of_run(run_id: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("WFE_RUN_ID") == run_id:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.001, 0.003, 0.006, 0.01, 0.02, 0.05])
+def test_cancel_at_any_moment_leaves_nothing(delay: float) -> None:
+    """Cancellation landing during the spawn itself must neither hang nor leak (a background
+    child holding the pipes used to make asyncio's own cleanup wait forever)."""
+    from wfe_core.runner import Run
+
+    registry = PluginRegistry([shell.plugin], discover=False)
+    wf = Workflow("wf", LOC, (sh("c", run="sleep 60 & sleep 60 & wait"),))
+    runner = Run(wf, registry, options=RunOptions(run_id=f"cancel-{delay}-{os.getpid()}"))
+
+    async def main() -> RunResult:
+        task = asyncio.create_task(runner.execute())
+        await asyncio.sleep(delay)
+        runner.cancel()
+        async with asyncio.timeout(15):
+            return await task
+
+    result = asyncio.run(main())
+    assert result.status.value == "cancelled"
+    deadline = time.monotonic() + 5
+    while _processes_of_run(runner.run_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_of_run(runner.run_id) == []

@@ -298,8 +298,11 @@ class ShellStep(StepBody):
         capture: OutputCapture,
         output_file: Path,
     ) -> ExecutionResult:
-        try:
-            process = await asyncio.create_subprocess_exec(
+        # The spawn is shielded: cancelling asyncio's spawn midway makes it kill only the
+        # leader and then wait for the pipes to close, which a background child keeps open
+        # forever (Python 3.11). So let it finish, then clean the whole group up ourselves.
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
                 *argv,
                 cwd=cwd,
                 env=env,
@@ -308,7 +311,20 @@ class ShellStep(StepBody):
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
             )
+        )
+        cancelled = False
+        while not spawn.done():
+            try:
+                await asyncio.shield(spawn)
+            except asyncio.CancelledError:
+                cancelled = True
+            except OSError:
+                break
+        try:
+            process = spawn.result()
         except OSError as exc:
+            if cancelled:
+                raise asyncio.CancelledError from None
             reason = exc.strerror or str(exc)
             raise StepFailed(
                 f"cannot start {argv[0]!r}: {reason}", outputs=process_outputs(capture, None)
@@ -332,6 +348,8 @@ class ShellStep(StepBody):
         timeout = self.config.timeout
         timed_out = False
         try:
+            if cancelled:
+                raise asyncio.CancelledError
             if timeout is None:
                 await wait_exit(process)
             else:
