@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +47,32 @@ async def write_blob(
     channel: grpc.aio.Channel, store_id: str, data: bytes, *, expected: str | None = None,
     chunk: int = 5,
 ) -> list[Any]:
+    """Write like containerd's content proxy (BuildKit's side): send one request, read its
+    reply, then the next (STAT, WRITE..., COMMIT)."""
     digest = expected or "sha256:" + hashlib.sha256(data).hexdigest()
     write = call(channel, "Write", "WriteContentRequest", "WriteContentResponse", "stream_stream")
-
-    async def requests() -> AsyncIterator[Any]:
-        yield M["WriteContentRequest"](action=WRITE_STAT, ref="ref-1", total=len(data),
-                                       expected=digest)
-        for offset in range(0, len(data), chunk):
-            yield M["WriteContentRequest"](action=WRITE_WRITE, ref="ref-1", offset=offset,
-                                           data=data[offset:offset + chunk])
-        yield M["WriteContentRequest"](action=WRITE_COMMIT, ref="ref-1", offset=len(data),
-                                       total=len(data), expected=digest)
-
-    return [reply async for reply in write(requests(), metadata=md(store_id))]
+    stream = write(metadata=md(store_id))
+    requests = [M["WriteContentRequest"](action=WRITE_STAT, ref="ref-1", total=len(data),
+                                         expected=digest)]
+    requests += [
+        M["WriteContentRequest"](action=WRITE_WRITE, ref="ref-1", offset=offset,
+                                 data=data[offset:offset + chunk])
+        for offset in range(0, len(data), chunk)
+    ]
+    requests.append(M["WriteContentRequest"](action=WRITE_COMMIT, ref="ref-1",
+                                             offset=len(data), total=len(data), expected=digest))
+    replies = []
+    for request in requests:
+        await stream.write(request)
+        reply = await stream.read()
+        if reply is grpc.aio.EOF:
+            await stream.wait_for_connection()
+            break
+        replies.append(reply)
+    await stream.done_writing()
+    if len(replies) < len(requests):
+        await stream  # raises the call's error
+    return replies
 
 
 async def test_write_info_read(serve: Any, tmp_path: Path) -> None:

@@ -694,10 +694,12 @@ class ContentStoreServicer:
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT, f"unknown write action {request.action}"
                     )
-                yield reply
                 if request.action == WRITE_COMMIT:
+                    # Clean up before answering: the client may look right after the reply.
                     await asyncio.to_thread(shutil.rmtree, ingest, True)
+                    yield reply
                     return
+                yield reply
                 try:
                     request = await requests.__anext__()
                 except StopAsyncIteration:
