@@ -491,3 +491,30 @@ def test_noop_throughput_sanity() -> None:
     t0 = time.perf_counter()
     result = run(workflow(*steps), registry(Recorder()))
     assert result.ok and time.perf_counter() - t0 < 2
+
+
+@attrs.frozen
+class SleepyConfig:
+    seconds: float = 1.0
+
+
+class SleepyBody(StepBody):
+    def __init__(self, config: SleepyConfig) -> None:
+        self.config = config
+
+    def run(self, ctx: StepContext) -> ExecutionResult:
+        time.sleep(self.config.seconds)
+        return ExecutionResult()
+
+
+def test_sync_body_timeout_moves_on() -> None:
+    """A sync body cannot be interrupted: the step times out and the run moves on anyway."""
+    plugin = ExecutorPlugin("sleepy", SleepyConfig, SleepyBody)
+    step = Step("z", LOC, type="sleepy", config=SleepyConfig(0.5), timeout=0.05)
+    t0 = time.monotonic()
+    events: list[Any] = []
+    reg = registry(Recorder(), plugin)
+    result = asyncio.run(run_workflow(workflow(step, probe("after")), reg, on_event=events.append))
+    assert result.step("z").state is StepState.TIMED_OUT
+    assert result.step("after").state is StepState.NOT_RUN
+    assert time.monotonic() - t0 < 2
