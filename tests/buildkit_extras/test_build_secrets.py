@@ -129,3 +129,9 @@ async def test_secrets_service_through_core_session_server() -> None:
         finally:
             await channel.close()
     assert reply.data == b"v"
+
+
+def test_problems_are_located_per_entry() -> None:
+    with pytest.raises(SecretsConfigError) as info:
+        parse_secrets([{"id": "ok", "env": "A"}, {"id": "x"}, {"src": "f"}])
+    assert [path for path, _ in info.value.problems] == [("secrets", 1), ("secrets", 2)]

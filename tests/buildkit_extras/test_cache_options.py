@@ -177,3 +177,12 @@ def test_local_cache_directories(tmp_path: Path) -> None:
     (tmp_path / "bad" / "index.json").write_text("{")
     with pytest.raises(CacheOptionError, match="cannot read"):
         local_cache_digest(tmp_path / "bad")
+
+
+def test_problems_are_located_per_entry() -> None:
+    with pytest.raises(CacheOptionError) as info:
+        parse_cache_list(["type=inline", "type=gha"], "cache_to")
+    assert [path for path, _ in info.value.problems] == [("cache_to", 1)]
+    with pytest.raises(CacheOptionError) as info:
+        parse_cache_list(["type=inline", "type=registry"], "cache_from")
+    assert [path for path, _ in info.value.problems] == [("cache_from", 0), ("cache_from", 1)]

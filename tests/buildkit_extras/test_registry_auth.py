@@ -289,3 +289,12 @@ def test_unauthorized_hint_names_host_and_origin() -> None:
     assert hint is not None
     assert "r.example as bob (from the step's registry_auth)" in hint
     assert PASSWORD not in hint
+
+
+def test_problems_are_located_per_host() -> None:
+    with pytest.raises(RegistryAuthError) as info:
+        parse_registry_auth({
+            "ok.example": {"username": "u", "password_env": "A"},
+            "127.0.0.1:5000": {"username": "u"},
+        })
+    assert [path for path, _ in info.value.problems] == [("registry_auth", "127.0.0.1:5000")]

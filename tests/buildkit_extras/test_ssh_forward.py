@@ -213,3 +213,9 @@ async def test_forward_agent_user_agent_and_unknown_id(serve: Any, tmp_path: Pat
         assert user_agent.process.poll() is None
     finally:
         user_agent.stop()
+
+
+def test_problems_are_located_per_entry() -> None:
+    with pytest.raises(SSHForwardError) as info:
+        parse_ssh([{"agent": True}, {"id": "x"}])
+    assert [path for path, _ in info.value.problems] == [("ssh", 1)]

@@ -71,8 +71,26 @@ _REFUSED = {
 }
 
 
+#: Where a problem is in the step config (``("secrets", 2)``) and its message.
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _located(messages: list[str], where: str) -> tuple[Problem, ...]:
+    """Pair each message with its config path, read from its ``where[INDEX]`` prefix."""
+    out: list[Problem] = []
+    for message in messages:
+        match = re.match(rf"^{re.escape(where)}\[(\d+)\]", message)
+        out.append(((where, int(match.group(1))) if match else (where,), message))
+    return tuple(out)
+
+
 class CacheOptionError(InvalidRequest):
     """A ``cache_from``/``cache_to`` entry is malformed; the message names the entry."""
+
+    def __init__(self, message: str, problems: tuple[Problem, ...] = ()) -> None:
+        super().__init__(message)
+        #: Each problem with its path in the step config, for one diagnostic per entry.
+        self.problems = problems or (((), message),)
 
 
 def _sorted_attrs(value: Mapping[str, str]) -> dict[str, str]:
@@ -210,7 +228,7 @@ def parse_cache_list(raw: Any, direction: Direction) -> tuple[CacheEntry, ...]:
         except CacheOptionError as exc:
             problems.append(str(exc))
     if problems:
-        raise CacheOptionError("; ".join(problems))
+        raise CacheOptionError("; ".join(problems), _located(problems, direction))
     return tuple(entries)
 
 

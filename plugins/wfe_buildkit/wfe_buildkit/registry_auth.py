@@ -64,8 +64,27 @@ DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 HELPER_TIMEOUT_S = 30.0
 
 
+#: Where a problem is in the step config (``("registry_auth", "host")``) and its message.
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _located(messages: list[str], where: str, keys: list[str]) -> tuple[Problem, ...]:
+    """Pair each message with its config path, read from its ``where.KEY`` prefix."""
+    out: list[Problem] = []
+    for message in messages:
+        matches = [k for k in keys if message.startswith(f"{where}.{k}")]
+        key = max(matches, key=len) if matches else None
+        out.append(((where, key) if key is not None else (where,), message))
+    return tuple(out)
+
+
 class RegistryAuthError(BuildkitError):
     """Credentials were configured but cannot be loaded (unset variable, unreadable file...)."""
+
+    def __init__(self, message: str, problems: tuple[Problem, ...] = ()) -> None:
+        super().__init__(message)
+        #: Each problem with its path in the step config, for one diagnostic per entry.
+        self.problems = problems or (((), message),)
 
 
 @attrs.frozen
@@ -196,7 +215,8 @@ def parse_registry_auth(
             )
         )
     if problems:
-        raise RegistryAuthError("; ".join(problems))
+        located = _located(problems, where, [str(k) for k in raw])
+        raise RegistryAuthError("; ".join(problems), located)
     return tuple(specs)
 
 

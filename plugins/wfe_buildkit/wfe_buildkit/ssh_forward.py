@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -59,8 +60,26 @@ READ_ONLY_REQUESTS = frozenset({SSH_AGENTC_REQUEST_IDENTITIES, SSH_AGENTC_SIGN_R
 FAILURE_FRAME = struct.pack(">IB", 1, SSH_AGENT_FAILURE)
 
 
+#: Where a problem is in the step config (``("secrets", 2)``) and its message.
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _located(messages: list[str], where: str) -> tuple[Problem, ...]:
+    """Pair each message with its config path, read from its ``where[INDEX]`` prefix."""
+    out: list[Problem] = []
+    for message in messages:
+        match = re.match(rf"^{re.escape(where)}\[(\d+)\]", message)
+        out.append(((where, int(match.group(1))) if match else (where,), message))
+    return tuple(out)
+
+
 class SSHForwardError(BuildkitError):
     """The step's ``ssh`` list is malformed or an agent cannot be provided."""
+
+    def __init__(self, message: str, problems: tuple[Problem, ...] = ()) -> None:
+        super().__init__(message)
+        #: Each problem with its path in the step config, for one diagnostic per entry.
+        self.problems = problems or (((), message),)
 
 
 @attrs.frozen
@@ -129,7 +148,7 @@ def parse_ssh(raw: Any, *, where: str = "ssh") -> tuple[SSHSpec, ...]:
             )
         )
     if problems:
-        raise SSHForwardError("; ".join(problems))
+        raise SSHForwardError("; ".join(problems), _located(problems, where))
     return tuple(specs)
 
 
