@@ -518,3 +518,14 @@ def test_sync_body_timeout_moves_on() -> None:
     assert result.step("z").state is StepState.TIMED_OUT
     assert result.step("after").state is StepState.NOT_RUN
     assert time.monotonic() - t0 < 2
+
+
+def test_a_failing_display_does_not_change_the_run() -> None:
+    def broken(event: Any) -> None:
+        raise BrokenPipeError("reader went away")
+
+    reg = registry(Recorder())
+    runner = Run(workflow(probe("a"), probe("b")), reg, on_event=broken)
+    result = asyncio.run(runner.execute())
+    assert result.ok and states(result) == {"a": "succeeded", "b": "succeeded"}
+    assert isinstance(runner.display_error, BrokenPipeError)

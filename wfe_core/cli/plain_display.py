@@ -81,12 +81,19 @@ class PlainDisplay:
         self.view = RunView.of(workflow)
         self.stream = stream
         self.lines = LineBuffer()
+        self.closed = False
 
     def write(self, text: str) -> None:
+        if self.closed:
+            return
         stamp = timestamp()
-        for line in text.split("\n"):
-            self.stream.write(f"{stamp} {line}\n")
-        self.stream.flush()
+        try:
+            for line in text.split("\n"):
+                self.stream.write(f"{stamp} {line}\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            # The reader went away (``wfe run | head``): keep running, stop printing.
+            self.closed = True
 
     def note(self, message: str) -> None:
         self.write(message)

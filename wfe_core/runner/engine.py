@@ -171,6 +171,7 @@ class Run:
         self._thread = threading.get_ident()
         self._sem: asyncio.Semaphore | None = None
         self.workspace: Path | None = None
+        self.display_error: Exception | None = None
 
     # -- public -------------------------------------------------------------------------------
 
@@ -225,16 +226,24 @@ class Run:
     # -- events -------------------------------------------------------------------------------
 
     def _emit(self, event: RunEvent) -> None:
-        if self._on_event is not None:
+        """Hand ``event`` to the callback. A display that fails (a closed pipe, a bug) must not
+        change the run's outcome: its first error is kept in ``display_error`` and later events
+        are still offered."""
+        if self._on_event is None:
+            return
+        try:
             self._on_event(event)
+        except Exception as exc:
+            if self.display_error is None:
+                self.display_error = exc
 
     def _emit_from_any_thread(self, event: RunEvent) -> None:
         if self._on_event is None:
             return
         if threading.get_ident() == self._thread or self._loop is None:
-            self._on_event(event)
+            self._emit(event)
         else:
-            self._loop.call_soon_threadsafe(self._on_event, event)
+            self._loop.call_soon_threadsafe(self._emit, event)
 
     def _record(self, result: StepResult) -> StepResult:
         self._results[result.name] = result
