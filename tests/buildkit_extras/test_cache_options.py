@@ -186,3 +186,18 @@ def test_problems_are_located_per_entry() -> None:
     with pytest.raises(CacheOptionError) as info:
         parse_cache_list(["type=inline", "type=registry"], "cache_from")
     assert [path for path, _ in info.value.problems] == [("cache_from", 0), ("cache_from", 1)]
+
+
+def test_format_and_resolve_local_paths(tmp_path: Path) -> None:
+    from wfe_buildkit.cache_options import format_cache_entry, resolve_local_paths
+
+    entry = CacheEntry("registry", {"ref": "r/a:c", "x-note": "a,b", "mode": "max"})
+    assert parse_cache_entry(format_cache_entry(entry), "cache_to") == entry
+    texts = ["type=local,dest=cache/dir,mode=max", "type=inline", '"type=local","dest=a,b"']
+    resolved = resolve_local_paths(texts, "cache_to", lambda p: tmp_path / p)
+    assert resolved[1] == "type=inline"
+    assert parse_cache_entry(resolved[0], "cache_to") == CacheEntry(
+        "local", {"dest": str(tmp_path / "cache/dir"), "mode": "max"})
+    assert parse_cache_entry(resolved[2], "cache_to").attrs["dest"] == str(tmp_path / "a,b")
+    assert resolve_local_paths(["type=local,src=/abs"], "cache_from", lambda p: Path(p)) == [
+        "type=local,src=/abs"]

@@ -43,7 +43,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -230,6 +230,38 @@ def parse_cache_list(raw: Any, direction: Direction) -> tuple[CacheEntry, ...]:
     if problems:
         raise CacheOptionError("; ".join(problems), _located(problems, direction))
     return tuple(entries)
+
+
+def format_cache_entry(entry: CacheEntry) -> str:
+    """The buildx string for ``entry`` (CSV-quoted where needed); parses back to ``entry``."""
+    import io
+
+    fields = [f"type={entry.type}", *(f"{k}={v}" for k, v in entry.attrs.items())]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(fields)
+    return buffer.getvalue()
+
+
+def resolve_local_paths(
+    texts: Iterable[str], direction: Direction, resolve: Callable[[str], Path]
+) -> list[str]:
+    """``cache_from``/``cache_to`` strings with ``type=local`` ``src``/``dest`` resolved.
+
+    Local cache directories are client paths, so a step resolves them like its other paths
+    (relative to the workflow's directory); other entries are returned unchanged. Raises
+    :class:`CacheOptionError` for malformed entries, like :func:`parse_cache_list`.
+    """
+    out: list[str] = []
+    for text, entry in zip(texts, parse_cache_list(list(texts), direction), strict=True):
+        if entry.type != "local":
+            out.append(text)
+            continue
+        attrs_ = dict(entry.attrs)
+        for key in ("src", "dest"):
+            if key in attrs_:
+                attrs_[key] = str(resolve(attrs_[key]))
+        out.append(format_cache_entry(CacheEntry(entry.type, attrs_)))
+    return out
 
 
 def check_daemon_limits(exports: Iterable[CacheEntry], *, multiple_exports: bool) -> None:
