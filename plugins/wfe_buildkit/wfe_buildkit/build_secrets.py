@@ -270,7 +270,7 @@ def add_secrets_servicer(server: grpc.aio.Server, servicer: SecretsServicer) -> 
     """Register ``servicer`` on a session server (grpc.aio)."""
     from wfe_buildkit._pb import secrets_pb2_grpc
 
-    secrets_pb2_grpc.add_SecretsServicer_to_server(servicer, server)
+    secrets_pb2_grpc.add_SecretsServicer_to_server(servicer, server)  # type: ignore[no-untyped-call,unused-ignore]
 
 
 @attrs.define

@@ -645,7 +645,7 @@ def add_auth_servicer(server: grpc.aio.Server, servicer: AuthServicer) -> None:
     """Register ``servicer`` on a session server (grpc.aio)."""
     from wfe_buildkit._pb import auth_pb2_grpc
 
-    auth_pb2_grpc.add_AuthServicer_to_server(servicer, server)
+    auth_pb2_grpc.add_AuthServicer_to_server(servicer, server)  # type: ignore[no-untyped-call,unused-ignore]
 
 
 @attrs.define

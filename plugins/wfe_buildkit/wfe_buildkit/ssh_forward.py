@@ -470,7 +470,7 @@ def add_ssh_servicer(server: grpc.aio.Server, servicer: SSHServicer) -> None:
     """Register ``servicer`` on a session server (grpc.aio)."""
     from wfe_buildkit._pb import ssh_pb2_grpc
 
-    ssh_pb2_grpc.add_SSHServicer_to_server(servicer, server)
+    ssh_pb2_grpc.add_SSHServicer_to_server(servicer, server)  # type: ignore[no-untyped-call,unused-ignore]
 
 
 @attrs.define
