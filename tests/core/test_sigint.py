@@ -76,7 +76,7 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], Path, Pa
 
 def _alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
