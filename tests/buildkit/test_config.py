@@ -7,7 +7,14 @@ from pathlib import Path
 import cattrs
 import pytest
 from wfe_buildkit.address import parse_address
-from wfe_buildkit.config import BuildkitConfig, RegistryAuth, parse_duration, valid_reference
+from wfe_buildkit.config import (
+    BuildkitConfig,
+    RegistryAuth,
+    SecretEntry,
+    SSHEntry,
+    parse_duration,
+    valid_reference,
+)
 from wfe_buildkit.errors import InvalidRequest
 from wfe_buildkit.executor import plugin
 
@@ -36,15 +43,24 @@ def test_structure_from_yaml_shape() -> None:
             "context": ".",
             "tags": ["127.0.0.1:5000/app:1"],
             "build_args": {"A": "1"},
-            "registry_auth": {"127.0.0.1:5000": {"username": "u", "password": "p"}},
+            "registry_auth": {"127.0.0.1:5000": {"username": "u", "password_env": "REG_PW"}},
+            "secrets": [{"id": "token", "env": "TOKEN"}, {"id": "npmrc", "src": "npmrc"}],
+            "ssh": [{"id": "default", "agent": True}],
+            "cache_from": ["127.0.0.1:5000/app:cache"],
+            "cache_to": ["type=inline"],
             "tls": {"ca": "ca.pem"},
             "timeout": 30,
         },
         BuildkitConfig,
     )
-    assert config.registry_auth["127.0.0.1:5000"] == RegistryAuth("u", "p")
+    assert config.registry_auth["127.0.0.1:5000"] == RegistryAuth("u", password_env="REG_PW")
+    assert config.secrets[1] == SecretEntry("npmrc", src="npmrc")
+    assert config.ssh == [SSHEntry("default", agent=True)]
     assert config.timeout == "30"
-    assert "p" not in repr(config.registry_auth)
+    with pytest.raises(cattrs.errors.ClassValidationError):
+        converter.structure(
+            {"registry_auth": {"h": {"username": "u", "password": "inline"}}}, BuildkitConfig
+        )
 
 
 def test_valid_config_has_no_diagnostics(project: Path) -> None:
@@ -65,6 +81,12 @@ def test_valid_config_has_no_diagnostics(project: Path) -> None:
         (BuildkitConfig(context="missing"), "BK008"),
         (BuildkitConfig(dockerfile="nope/Dockerfile"), "BK008"),
         (BuildkitConfig(timeout="soon"), "BK009"),
+        (BuildkitConfig(registry_auth={"h": RegistryAuth("u")}), "BK010"),
+        (BuildkitConfig(secrets=[SecretEntry("x")]), "BK010"),
+        (BuildkitConfig(secrets=[SecretEntry("x", src="a", env="B")]), "BK010"),
+        (BuildkitConfig(ssh=[SSHEntry("k")]), "BK010"),
+        (BuildkitConfig(cache_from=["type=gha"]), "BK011"),
+        (BuildkitConfig(cache_to=["type=registry"]), "BK011"),
     ],
 )
 def test_validators(project: Path, config: BuildkitConfig, code: str) -> None:

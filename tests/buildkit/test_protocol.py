@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,13 @@ def test_dockerfile_frontend_attrs(tmp_path: Path) -> None:
     assert opt.frontend_attrs["force-network-mode"] == "host"
     assert list(opt.entitlements) == ["network.host"]
     assert opt.local_dirs == {"context": tmp_path / "ctx", "dockerfile": dockerfile.parent}
-    assert '"ref": "reg/cache:1"' in build_request(opt, "r", "s").FrontendAttrs["cache-imports"]
+    request = build_request(opt, "r", "s")
+    assert json.loads(request.FrontendAttrs["cache-imports"]) == [
+        {"Type": "registry", "Attrs": {"ref": "reg/cache:1"}}
+    ]
+    assert [(e.Type, dict(e.Attrs)) for e in request.Cache.Imports] == [
+        ("registry", {"ref": "reg/cache:1"})
+    ]
 
 
 def test_missing_context_and_dockerfile(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from wfe_buildkit.config import BuildkitConfig
+from wfe_buildkit.config import BuildkitConfig, RegistryAuth, SecretEntry
 from wfe_buildkit.executor import plugin
 
 from tests.buildkit.trees import make_tree, snapshot
@@ -117,3 +117,45 @@ async def test_wrong_address_is_step_failed(tmp_path: Path) -> None:
     config = BuildkitConfig(buildkit_addr="docker+unix:///nonexistent.sock")
     with pytest.raises(StepFailed, match="cannot reach BuildKit at docker\\+unix:///nonexistent"):
         await _run(tmp_path, config)
+
+
+async def test_push_with_registry_auth_from_env(
+    project: Path, bk_address: str, auth_registry: RegistryServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WFE_TEST_REG_PW", auth_registry.password)
+    tag = f"{auth_registry.host}/wfe/step-auth:1"
+    config = BuildkitConfig(
+        context="app", buildkit_addr=bk_address, network="none", tags=[tag], push=True,
+        registry_auth={
+            auth_registry.host: RegistryAuth(auth_registry.username, password_env="WFE_TEST_REG_PW")
+        },
+    )
+    outputs, sink, _ = await _run(project, config)
+    assert str(outputs["digest"]).startswith("sha256:")
+    assert auth_registry.password not in repr(outputs) + repr(sink)
+
+
+async def test_secret_is_served_and_redacted(
+    tmp_path: Path, bk_address: str, busybox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value = "s3cr3t-value-for-the-build"
+    monkeypatch.setenv("WFE_TEST_SECRET", value)
+    make_tree(
+        tmp_path,
+        {
+            "Dockerfile": (
+                f"FROM {busybox}\n"
+                "RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len "
+                "&& cat /run/secrets/tok\n"
+            )
+        },
+    )
+    config = BuildkitConfig(
+        buildkit_addr=bk_address, network="none", no_cache=True, output_type="local",
+        output_dest="out", secrets=[SecretEntry("tok", env="WFE_TEST_SECRET")],
+    )
+    outputs, sink, _ = await _run(tmp_path, config)
+    assert (tmp_path / "out" / "len").read_text().strip() == str(len(value))
+    assert value not in repr(outputs) + repr(sink)
+    assert "***" in str(outputs["stdout"])

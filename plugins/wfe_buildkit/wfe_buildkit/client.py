@@ -45,7 +45,7 @@ from wfe_buildkit.errors import (
 )
 from wfe_buildkit.filesync import TransferStats
 from wfe_buildkit.progress import LogEvent, StatusEvent, TransferEvent, VertexEvent, render_plain
-from wfe_buildkit.session import RegistryCredentials
+from wfe_buildkit.session import RegistryCredentials, SessionService
 from wfe_buildkit.solve import CacheEntry, Export, SolveOpt, SolveResult, run_solve
 from wfe_buildkit.transport import Transport
 
@@ -221,9 +221,17 @@ class Client:
         registry_auth: Mapping[str, RegistryCredentials] | None = None,
         secrets: Mapping[str, Path | bytes] | None = None,
         ssh_agents: Mapping[str, str] | None = None,
+        services: Sequence[SessionService] = (),
         progress: Callable[[StatusEvent], None] | None = None,
     ) -> BuildResult:
-        """Build a Dockerfile from a local context directory and export the result."""
+        """Build a Dockerfile from a local context directory and export the result.
+
+        ``cache_from``/``cache_to`` take buildx strings (``REF``, ``type=registry,ref=...``,
+        ``type=inline``, ``type=local,src=DIR``/``dest=DIR``). ``registry_auth``, ``secrets``
+        and ``ssh_agents`` are served by simple built-in session services; ``services`` adds
+        session plug-ins (e.g. :mod:`wfe_buildkit.registry_auth`'s, which replace the built-in
+        Auth).
+        """
         spec = DockerfileBuild(
             context=Path(context).expanduser().absolute(),
             dockerfile=Path(dockerfile).expanduser().absolute() if dockerfile else None,
@@ -242,9 +250,16 @@ class Client:
             credentials=dict(registry_auth or {}),
             secrets=dict(secrets or {}),
             ssh_agents=dict(ssh_agents or {}),
+            services=list(services),
         )
         result = await self.solve(opt, progress=progress, locate=locator(spec.dockerfile_path()))
         response = result.exporter_response
+        if any("type=local" in entry for entry in cache_to):
+            from wfe_buildkit.cache_options import parse_cache_list, update_local_cache_index
+
+            await asyncio.to_thread(
+                update_local_cache_index, parse_cache_list(list(cache_to), "cache_to"), response
+            )
         config_digest = response.get("containerimage.config.digest")
         if config_digest is None and exports and exports[0].type == "moby":
             config_digest = response.get("containerimage.digest")  # the image ID on Docker 20.10

@@ -9,7 +9,8 @@ the workflow file's directory. Validators run before anything executes and accep
 
 Diagnostic codes: BK001 push without tags, BK002 unknown output_type, BK003 output_dest missing,
 BK004 TLS file missing / TLS without tcp, BK005 bad tag, BK006 bad network, BK007 bad address,
-BK008 context/Dockerfile missing, BK009 bad timeout, BK010 bad secret/ssh entry.
+BK008 context/Dockerfile missing, BK009 bad timeout, BK010 bad registry_auth/secrets/ssh entry,
+BK011 bad cache_from/cache_to entry.
 """
 
 from __future__ import annotations
@@ -50,18 +51,33 @@ class TLSSettings:
 
 @attrs.frozen
 class RegistryAuth:
-    """Credentials for one registry host. The password never appears in logs or reprs."""
+    """Credentials for one registry host: a username and where its password comes from.
+
+    The password itself is never written in a workflow: it is read from the environment variable
+    ``password_env`` or the file ``password_file`` when the build starts.
+    """
 
     username: str = ""
-    password: str = attrs.field(default="", repr=False)
+    password_env: str | None = None
+    password_file: str | None = None
 
 
 @attrs.frozen
-class SecretSource:
-    """Where a build secret (``RUN --mount=type=secret,id=ID``) comes from: a file or env var."""
+class SecretEntry:
+    """A build secret (``RUN --mount=type=secret,id=ID``) read from a file or an env variable."""
 
-    file: str | None = None
+    id: str
+    src: str | None = None
     env: str | None = None
+
+
+@attrs.frozen
+class SSHEntry:
+    """An SSH agent for ``RUN --mount=type=ssh``: the user's agent or a private one with keys."""
+
+    id: str = "default"
+    agent: bool = False
+    paths: list[str] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -85,8 +101,8 @@ class BuildkitConfig:
     buildkit_addr: str | None = None
     tls: TLSSettings | None = None
     registry_auth: dict[str, RegistryAuth] = attrs.field(factory=dict)
-    secrets: dict[str, SecretSource] = attrs.field(factory=dict)
-    ssh: list[str] = attrs.field(factory=list)
+    secrets: list[SecretEntry] = attrs.field(factory=list)
+    ssh: list[SSHEntry] = attrs.field(factory=list)
     timeout: str | None = None
 
 
@@ -209,21 +225,47 @@ def _check_paths(config: BuildkitConfig, vc: ValidationContext) -> Iterator[Diag
             )
 
 
-def _check_secrets(config: BuildkitConfig, vc: ValidationContext) -> Iterator[Diagnostic]:
-    for ident, source in config.secrets.items():
-        if (source.file is None) == (source.env is None):
-            yield vc.error(
-                "BK010", f"secret {ident!r} needs exactly one of file: or env:", "secrets", ident
-            )
-    for index, entry in enumerate(config.ssh):
-        ident, _, _path = entry.partition("=")
-        if not ident:
-            yield vc.error(
-                "BK010", f"ssh entry {entry!r} must be ID or ID=/path/to/agent.sock", "ssh", index
-            )
+def _references(value: object) -> bool:
+    if isinstance(value, str):
+        return has_reference(value)
+    if isinstance(value, list | tuple):
+        return any(_references(v) for v in value)
+    if isinstance(value, dict):
+        return any(_references(v) for v in value.values())
+    if attrs.has(type(value)):
+        fields = attrs.asdict(value, recurse=False)  # type: ignore[arg-type]
+        return any(_references(v) for v in fields.values())
+    return False
 
 
-VALIDATORS = (_check_basics, _check_address, _check_paths, _check_secrets)
+def _check_session_options(
+    config: BuildkitConfig, vc: ValidationContext
+) -> Iterator[Diagnostic]:
+    """registry_auth, secrets, ssh and cache entries, checked by the modules that serve them."""
+    from wfe_buildkit.build_secrets import SecretsConfigError, parse_secrets
+    from wfe_buildkit.cache_options import CacheOptionError, parse_cache_list
+    from wfe_buildkit.registry_auth import RegistryAuthError, parse_registry_auth
+    from wfe_buildkit.ssh_forward import SSHForwardError, parse_ssh
+
+    checks: list[tuple[str, str, object, object]] = [
+        ("BK010", "registry_auth", config.registry_auth, parse_registry_auth),
+        ("BK010", "secrets", config.secrets, parse_secrets),
+        ("BK010", "ssh", config.ssh, parse_ssh),
+        ("BK011", "cache_from", config.cache_from,
+         lambda raw: parse_cache_list(raw, "cache_from")),
+        ("BK011", "cache_to", config.cache_to, lambda raw: parse_cache_list(raw, "cache_to")),
+    ]
+    errors = (RegistryAuthError, SecretsConfigError, SSHForwardError, CacheOptionError)
+    for code, key, value, parse in checks:
+        if not value or _references(value):
+            continue
+        try:
+            parse(value)  # type: ignore[operator]
+        except errors as exc:
+            yield vc.error(code, str(exc), key)
+
+
+VALIDATORS = (_check_basics, _check_address, _check_paths, _check_session_options)
 
 __all__ = [
     "FILE_OUTPUTS",
@@ -232,7 +274,8 @@ __all__ = [
     "VALIDATORS",
     "BuildkitConfig",
     "RegistryAuth",
-    "SecretSource",
+    "SSHEntry",
+    "SecretEntry",
     "TLSSettings",
     "parse_duration",
     "valid_reference",

@@ -17,7 +17,7 @@ import attrs
 
 from wfe_buildkit.errors import InvalidRequest
 from wfe_buildkit.session import shared_key_for
-from wfe_buildkit.solve import CacheEntry, Export, SolveOpt
+from wfe_buildkit.solve import Export, SolveOpt
 
 NETWORK_MODES = ("default", "none", "host")
 
@@ -34,8 +34,8 @@ class DockerfileBuild:
     platforms: Sequence[str] = ()
     no_cache: bool = False
     network: str = "default"
-    cache_from: Sequence[str] = ()
-    cache_to: Sequence[str] = ()
+    cache_from: Sequence[str] = ()  # buildx syntax: REF, type=registry,ref=..., type=local,src=
+    cache_to: Sequence[str] = ()  # buildx syntax: type=registry,ref=...,mode=max, type=inline...
 
     def dockerfile_path(self) -> Path:
         return self.dockerfile if self.dockerfile is not None else self.context / "Dockerfile"
@@ -81,20 +81,28 @@ def solve_opt(
         frontend["force-network-mode"] = build.network
         if build.network == "host":
             entitlements.append("network.host")
-    cache_imports = [CacheEntry("registry", {"ref": ref}) for ref in build.cache_from]
-    cache_exports = [
-        CacheEntry("inline", {})
-        if ref == "inline"
-        else CacheEntry("registry", {"ref": ref, "mode": "max"})
-        for ref in build.cache_to
-    ]
+    from wfe_buildkit.cache_options import (
+        cache_frontend_attrs,
+        local_cache_service,
+        local_cache_stores,
+        parse_cache_list,
+        prepare_local_imports,
+    )
+
+    imports = prepare_local_imports(parse_cache_list(list(build.cache_from), "cache_from"))
+    exports_ = parse_cache_list(list(build.cache_to), "cache_to")
+    frontend.update(cache_frontend_attrs(imports))
+    stores = local_cache_stores(imports, exports_)
+    if stores:
+        services = [*extra.pop("services", ()), local_cache_service(stores)]  # type: ignore[misc]
+        extra["services"] = services
     return SolveOpt(
         frontend="dockerfile.v0",
         frontend_attrs=frontend,
         local_dirs={"context": build.context, "dockerfile": dockerfile.parent},
         exports=list(exports),
-        cache_imports=cache_imports,
-        cache_exports=cache_exports,
+        cache_imports=[entry.to_solve() for entry in imports],
+        cache_exports=[entry.to_solve() for entry in exports_],
         entitlements=entitlements,
         shared_key=shared_key_for(build.context),
         **extra,  # type: ignore[arg-type]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
-from pathlib import Path
 from typing import Any
 
 from wfe_buildkit.config import VALIDATORS, BuildkitConfig, parse_duration
@@ -124,9 +122,19 @@ def _emit_progress(ctx: StepContext, event: Any) -> None:
 
 
 async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str, JSONValue]:
+    """Resolve the session plug-ins, run the build, push; the caller maps errors to StepFailed."""
+    from wfe_buildkit.build_secrets import load_secrets, parse_secrets, redact, secrets_service
     from wfe_buildkit.client import Client, Export, render_plain
-    from wfe_buildkit.errors import InvalidRequest, UnsupportedByDaemon
+    from wfe_buildkit.engine import registry_host, split_tag
+    from wfe_buildkit.errors import BuildFailed, BuildkitError, InvalidRequest, UnsupportedByDaemon
+    from wfe_buildkit.registry_auth import (
+        auth_service,
+        credential_sources,
+        resolve_credential,
+        unauthorized_hint,
+    )
     from wfe_buildkit.session import RegistryCredentials
+    from wfe_buildkit.ssh_forward import parse_ssh, ssh_service, start_ssh_forwarding
     from wfe_buildkit.transport import TLSConfig
 
     tls = None
@@ -137,83 +145,101 @@ async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str
             key=str(ctx.resolve_path(config.tls.key)) if config.tls.key else None,
             server_name=config.tls.server_name,
         )
-    credentials = {
-        host: RegistryCredentials(auth.username, auth.password)
-        for host, auth in config.registry_auth.items()
-    }
-    secrets: dict[str, Path | bytes] = {}
-    for ident, source in config.secrets.items():
-        if source.file is not None:
-            secrets[ident] = ctx.resolve_path(source.file)
-        elif source.env is not None:
-            value = os.environ.get(source.env)
-            if value is None:
-                raise InvalidRequest(
-                    f"secret {ident!r}: environment variable {source.env} is not set"
-                )
-            secrets[ident] = value.encode()
-    agents: dict[str, str] = {}
-    for entry in config.ssh:
-        ident, _, path = entry.partition("=")
-        path = path or os.environ.get("SSH_AUTH_SOCK", "")
-        if not path:
-            raise InvalidRequest(f"ssh {ident!r}: no agent socket given and SSH_AUTH_SOCK unset")
-        agents[ident] = str(ctx.resolve_path(path))
+    sources = await asyncio.to_thread(
+        credential_sources, config.registry_auth or None, base_dir=ctx.base_dir
+    )
+    auth = auth_service(sources)
+    loaded = load_secrets(parse_secrets(config.secrets or None), base_dir=ctx.base_dir)
+    secret_values = list(loaded.values())
+    services: list[Any] = [auth]
+    if loaded:
+        services.append(secrets_service(loaded))
+    ssh_specs = parse_ssh(config.ssh or None)
+    forwarding = await asyncio.to_thread(start_ssh_forwarding, ssh_specs, base_dir=ctx.base_dir)
+    if ssh_specs:
+        services.append(ssh_service(forwarding))
+
+    def clean(text: str) -> str:
+        return redact(text, secret_values) if secret_values else text
 
     def progress(event: Any) -> None:
         _emit_progress(ctx, event)
         rendered = render_plain(event)
         if rendered is not None:
-            log(*rendered)
+            log(rendered[0], clean(rendered[1]))
 
-    async with Client(config.buildkit_addr, tls=tls) as client:
-        output_type = config.output_type
-        if client.is_docker and output_type == "image":
-            output_type = "moby"
-        if not client.is_docker and output_type == "moby":
-            raise UnsupportedByDaemon(
-                "output_type 'moby' exists only on Docker Engine (docker:// addresses); "
-                "use 'image' with buildkitd"
-            )
-        dest = ctx.resolve_path(config.output_dest) if config.output_dest else None
-        if output_type in ("local", "tar", "oci", "docker") and dest is None:
-            raise InvalidRequest(f"output_type {output_type!r} needs output_dest")
-        exports = {
-            "image": lambda: Export.image(config.tags, push=config.push),
-            "moby": lambda: Export.moby(config.tags),
-            "local": lambda: Export.local(dest),  # type: ignore[arg-type]
-            "tar": lambda: Export.tar(dest),  # type: ignore[arg-type]
-            "oci": lambda: Export.oci(dest, config.tags),  # type: ignore[arg-type]
-            "docker": lambda: Export.docker(dest, config.tags),  # type: ignore[arg-type]
-        }
-        if output_type not in exports:
-            raise InvalidRequest(f"unknown output_type {output_type!r}")
-        result = await client.build(
-            ctx.resolve_path(config.context),
-            dockerfile=ctx.resolve_path(config.dockerfile) if config.dockerfile else None,
-            target=config.target,
-            build_args=config.build_args,
-            labels=config.labels,
-            platforms=config.platforms,
-            no_cache=config.no_cache,
-            network=config.network,
-            exports=[exports[output_type]()],
-            cache_from=config.cache_from,
-            cache_to=config.cache_to,
-            registry_auth=credentials,
-            secrets=secrets,
-            ssh_agents=agents,
-            progress=progress,
-        )
-        digest = result.digest
-        pushed: dict[str, str] = {}
-        if config.push and client.is_docker:
-            for tag in config.tags:
-                log("stderr", f"pushing {tag}")
-            pushed = await client.push(config.tags, credentials)
-            for tag, manifest in pushed.items():
-                log("stderr", f"pushed {tag}@{manifest}")
-            digest = pushed[config.tags[0]] if config.tags else digest
+    def resolve_cache(entries: list[str]) -> list[str]:
+        # local cache directories are client paths: resolve them like every config path
+        out = []
+        for entry in entries:
+            fields = []
+            for part in entry.split(","):
+                key, eq, value = part.partition("=")
+                if eq and key.strip() in ("src", "dest") and "type=local" in entry:
+                    value = str(ctx.resolve_path(value.strip()))
+                fields.append(f"{key}{eq}{value}")
+            out.append(",".join(fields))
+        return out
+
+    try:
+        async with Client(config.buildkit_addr, tls=tls) as client:
+            output_type = config.output_type
+            if client.is_docker and output_type == "image":
+                output_type = "moby"
+            if not client.is_docker and output_type == "moby":
+                raise UnsupportedByDaemon(
+                    "output_type 'moby' exists only on Docker Engine (docker:// addresses); "
+                    "use 'image' with buildkitd"
+                )
+            dest = ctx.resolve_path(config.output_dest) if config.output_dest else None
+            if output_type in ("local", "tar", "oci", "docker") and dest is None:
+                raise InvalidRequest(f"output_type {output_type!r} needs output_dest")
+            exports = {
+                "image": lambda: Export.image(config.tags, push=config.push),
+                "moby": lambda: Export.moby(config.tags),
+                "local": lambda: Export.local(dest),  # type: ignore[arg-type]
+                "tar": lambda: Export.tar(dest),  # type: ignore[arg-type]
+                "oci": lambda: Export.oci(dest, config.tags),  # type: ignore[arg-type]
+                "docker": lambda: Export.docker(dest, config.tags),  # type: ignore[arg-type]
+            }
+            if output_type not in exports:
+                raise InvalidRequest(f"unknown output_type {output_type!r}")
+            try:
+                result = await client.build(
+                    ctx.resolve_path(config.context),
+                    dockerfile=ctx.resolve_path(config.dockerfile) if config.dockerfile else None,
+                    target=config.target,
+                    build_args=config.build_args,
+                    labels=config.labels,
+                    platforms=config.platforms,
+                    no_cache=config.no_cache,
+                    network=config.network,
+                    exports=[exports[output_type]()],
+                    cache_from=resolve_cache(config.cache_from),
+                    cache_to=resolve_cache(config.cache_to),
+                    services=services,
+                    progress=progress,
+                )
+            except BuildFailed as failure:
+                hint = unauthorized_hint(failure.daemon_message, auth.servicer)
+                text = clean(str(failure))
+                raise BuildkitError(f"{text}\nhint: {hint}" if hint else text) from None
+            digest = result.digest
+            pushed: dict[str, str] = {}
+            if config.push and client.is_docker:
+                credentials: dict[str, RegistryCredentials] = {}
+                for tag in config.tags:
+                    host = registry_host(split_tag(tag)[0])
+                    found = await asyncio.to_thread(resolve_credential, sources, host)
+                    if not found.anonymous:
+                        credentials[host] = RegistryCredentials(found.username, found.secret)
+                    log("stderr", f"pushing {tag}")
+                pushed = await client.push(config.tags, credentials)
+                for tag, manifest in pushed.items():
+                    log("stderr", f"pushed {tag}@{manifest}")
+                digest = pushed[config.tags[0]] if config.tags else digest
+    finally:
+        forwarding.close()
     out: dict[str, JSONValue] = {"tags": list(config.tags)}
     if digest:
         out["digest"] = digest

@@ -156,9 +156,10 @@ def build_request(opt: SolveOpt, ref: str, session_id: str) -> Any:
         request.Cache.Imports.add(Type=entry.type, Attrs=dict(entry.attrs))
     for entry in opt.cache_exports:
         request.Cache.Exports.add(Type=entry.type, Attrs=dict(entry.attrs))
-    if opt.cache_imports:
+    if opt.cache_imports and "cache-imports" not in request.FrontendAttrs:
         request.FrontendAttrs["cache-imports"] = json.dumps(
-            [{"Type": e.type, "Attrs": dict(e.attrs)} for e in opt.cache_imports]
+            [{"Type": e.type, "Attrs": dict(e.attrs)} for e in opt.cache_imports],
+            separators=(",", ":"),
         )
     return request
 

@@ -24,7 +24,6 @@ import shutil
 import socket
 import tempfile
 import threading
-from pathlib import Path
 
 import grpc
 
@@ -51,15 +50,6 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.enable_http_proxy", 0),
     ("grpc.keepalive_time_ms", 600_000),
 ]
-
-
-def _read(path: str | None, what: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        return Path(path).expanduser().read_bytes()
-    except OSError as exc:
-        raise InvalidRequest(f"cannot read TLS {what} file {path}: {exc.strerror}") from None
 
 
 async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -227,15 +217,13 @@ class Transport:
         else:
             target = f"{address.host}:{address.port}"
             if self.tls is not None:
-                credentials = grpc.ssl_channel_credentials(
-                    root_certificates=_read(self.tls.ca, "CA"),
-                    private_key=_read(self.tls.key, "key"),
-                    certificate_chain=_read(self.tls.cert, "certificate"),
+                from wfe_buildkit.tls_config import channel_credentials, channel_options, load_tls
+
+                material = load_tls(self.tls)  # checked: missing files, key/cert mismatch...
+                options = [*CHANNEL_OPTIONS, *channel_options(material)]
+                self._channel = grpc.aio.secure_channel(
+                    target, channel_credentials(material), options=options
                 )
-                options = list(CHANNEL_OPTIONS)
-                if self.tls.server_name:
-                    options.append(("grpc.ssl_target_name_override", self.tls.server_name))
-                self._channel = grpc.aio.secure_channel(target, credentials, options=options)
             else:
                 self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         return self._channel
@@ -250,6 +238,10 @@ class Transport:
                 "the engine needs BuildKit support (Docker 18.09+, API /grpc)",
             )
         details = error.details() or error.code().name
+        if address.kind == "tcp" and error.code() == grpc.StatusCode.UNAVAILABLE:
+            from wfe_buildkit.tls_config import explain_tls_failure
+
+            return explain_tls_failure(address.raw, self.tls, details)
         if address.kind == "tcp":
             hint = "check host, port, firewall and TLS settings (ca, cert, key, server name)"
         elif address.kind == "unix":
