@@ -55,11 +55,16 @@ def unix_request(
 
 
 def tcp_get(
-    host: str, path: str, *, auth: tuple[str, str] | None = None, timeout: float = 5.0
+    host: str,
+    path: str,
+    *,
+    auth: tuple[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
 ) -> tuple[int, bytes]:
     """GET ``http://host{path}`` with optional basic auth; returns (status, body)."""
     conn = http.client.HTTPConnection(host, timeout=timeout)
-    headers = {}
+    headers = dict(headers or {})
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"

@@ -57,3 +57,19 @@ def test_manifest_digest_preserved(registry: RegistryServer, test_images: TestIm
         assert resp.getheader("Docker-Content-Digest") == test_images.digest("multiarch")
     finally:
         conn.close()
+
+
+def test_large_image_is_pushed_on_demand(registry: RegistryServer, test_images: TestImages) -> None:
+    """``large``: busybox plus four ~15 MiB incompressible layers, about 60 MB in the registry."""
+    ref = test_images.ref("large")
+    assert ref == f"{registry.host}/wfe/large:latest"
+    status, body = tcp_get(
+        registry.host,
+        f"/v2/wfe/large/manifests/{test_images.digest('large')}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    assert status == 200
+    layers = json.loads(body)["layers"]
+    assert len(layers) == 5
+    assert all(layer["size"] > 15_000_000 for layer in layers[1:])
+    assert 60_000_000 < sum(layer["size"] for layer in layers) < 70_000_000
