@@ -78,6 +78,18 @@ def test_live_tree_shows_vertices_markers_and_bars() -> None:
     assert "[2/3] COPY . /app" in text
     assert re.search(r"context .*512\.0KiB/1\.0MiB", text), text
     assert "○ checks" in text and "○ lint (shell)" in text
+    display.handle(
+        StepProgress(
+            "build",
+            ProgressEvent(
+                "vertex_status",
+                "v2/sha256:l1",
+                {"vertex": "v2", "name": "sha256:l1", "current": 10, "total": 100},
+            ),
+        )
+    )
+    text = render(display)
+    assert re.search(r"COPY \. /app\n.*sha256:l1 .*10%", text), text
     printed = stream.getvalue()
     assert "build │ #5 compiling" in printed and "build │ #5 done" in printed
     display.handle(StepProgress("build", ProgressEvent("vertex", "v2", {"state": "done"})))

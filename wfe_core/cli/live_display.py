@@ -51,10 +51,17 @@ ICONS = {
 PREFIX_COLOURS = ("cyan", "magenta", "blue", "green", "yellow", "bright_cyan", "bright_magenta")
 MAX_ITEMS = 8
 """Progress items shown under a running step (the most recent ones)."""
+MAX_CHILDREN = 4
+"""Active transfers shown under one item."""
 
 
 def _spinner(now: float) -> str:
     return SPINNER[int(now * 10) % len(SPINNER)]
+
+
+def _top_level(step: StepView) -> list[ItemView]:
+    """A step's items that do not belong to another of its items."""
+    return [i for i in step.items.values() if i.parent is None or i.parent not in step.items]
 
 
 def _first_line(text: str, limit: int = 120) -> str:
@@ -151,7 +158,9 @@ class LiveDisplay:
             node = parent.add(self._label(step, now))
             nodes[step.name] = node
             for item in self._items(step):
-                node.add(self._item_label(item, now))
+                item_node = node.add(self._item_label(item, now))
+                for child in self._children(step, item):
+                    item_node.add(self._item_label(child, now))
             summary = self._items_summary(step)
             if summary is not None:
                 node.add(summary)
@@ -184,18 +193,27 @@ class LiveDisplay:
         return label
 
     def _items(self, step: StepView) -> list[ItemView]:
-        items = list(step.items.values())
+        """Top-level items to show: the latest ones while the step runs, failures after."""
+        items = _top_level(step)
         if step.finished:
             return [item for item in items if item.error]
         return items[-MAX_ITEMS:]
 
+    @staticmethod
+    def _children(step: StepView, item: ItemView) -> list[ItemView]:
+        """Transfers of a running item that are still moving (layers, context upload)."""
+        if step.finished or item.done:
+            return []
+        children = [c for c in step.items.values() if c.parent == item.id and not c.done]
+        return children[-MAX_CHILDREN:]
+
     def _items_summary(self, step: StepView) -> Text | None:
-        items = step.items
+        """``… 5 earlier`` while running, ``12 items, 10 cached`` once done (top-level only)."""
+        items = _top_level(step)
         if not items:
             return None
-        cached = sum(1 for item in items.values() if item.cached)
-        shown = len(self._items(step))
-        hidden = len(items) - shown
+        cached = sum(1 for item in items if item.cached)
+        hidden = len(items) - len(self._items(step))
         if not hidden:
             return None
         text = f"{len(items)} items" if step.finished else f"… {hidden} earlier"

@@ -131,7 +131,8 @@ class PlainDisplay:
             )
         elif isinstance(event, StepProgress) and step is not None:
             item = step.items[event.event.id]
-            if item.done and not item.data.get("_reported"):
+            belongs = item.parent is not None and item.parent in step.items
+            if item.done and not belongs and not item.data.get("_reported"):
                 item.data["_reported"] = True
                 if item.cached:
                     mark = "CACHED"

@@ -27,6 +27,23 @@ from wfe_core.runner import (
 )
 from wfe_core.runner.results import RunResult, StepResult
 
+DONE_STATES = frozenset(
+    {
+        "done",
+        "completed",
+        "complete",
+        "succeeded",
+        "cached",
+        "exists",
+        "unpacked",
+        "error",
+        "failed",
+        "canceled",
+        "cancelled",
+    }
+)
+"""Item states after which nothing more happens (BuildKit vertices, containerd pulls, ...)."""
+
 PENDING = "pending"
 RUNNING = "running"
 RETRYING = "retrying"
@@ -57,11 +74,13 @@ class ItemView:
     @property
     def done(self) -> bool:
         state = str(self.data.get("state", "")).lower()
-        return (
-            self.cached
-            or bool(self.data.get("completed"))
-            or state in ("done", "completed", "complete", "succeeded", "cached", "error", "failed")
-        )
+        return self.cached or bool(self.data.get("completed")) or state in DONE_STATES
+
+    @property
+    def parent(self) -> str | None:
+        """The item this one belongs to (a BuildKit transfer names its vertex in ``vertex``)."""
+        parent = self.data.get("vertex")
+        return str(parent) if parent else None
 
     @property
     def fraction(self) -> float | None:
