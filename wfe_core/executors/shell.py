@@ -27,6 +27,7 @@ import asyncio
 import codecs
 import contextlib
 import os
+import re
 import secrets
 import signal
 import time
@@ -274,7 +275,8 @@ class ShellStep(StepBody):
             )
         output_dir = ctx.workspace / ".wfe" / "outputs"
         output_dir.mkdir(parents=True, exist_ok=True)
-        output_file = output_dir / f"{ctx.step_name}.{ctx.attempt}.{secrets.token_hex(4)}"
+        safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", ctx.step_name)[:64]
+        output_file = output_dir / f"{safe_name}.{ctx.attempt}.{secrets.token_hex(4)}"
         output_file.touch(mode=0o600)
         env = dict(os.environ)
         env.update(config.env)
