@@ -39,7 +39,7 @@ from wfe_containerd._pb.services import (
     tasks_pb2,
 )
 from wfe_containerd._pb.types import task_pb2 as task_types_pb2
-from wfe_containerd.connection import DEFAULT_NAMESPACE, Connection, TLSConfig
+from wfe_containerd.connection import CLEANUP_TIMEOUT, DEFAULT_NAMESPACE, Connection, TLSConfig
 from wfe_containerd.credentials import Credentials
 from wfe_containerd.errors import (
     ConnectError,
@@ -58,7 +58,7 @@ from wfe_containerd.pull import (
     load_image,
     pull_image,
 )
-from wfe_containerd.shield import finish_shielded, settle_then
+from wfe_containerd.shield import SETTLE_TIMEOUT, finish_shielded, settle_then
 from wfe_containerd.spec import SPEC_TYPE_URL, BindMount, RunOptions, build_spec
 from wfe_containerd.task_io import OutputCallback, TaskIO
 from wfe_containerd.userdb import resolve_image_user
@@ -147,6 +147,7 @@ class Task:
                 tasks_pb2.KillRequest(
                     container_id=self.container.id, signal=int(signal), all=all_processes
                 ),
+                timeout=CLEANUP_TIMEOUT,
             )
 
     async def status(self) -> str:
@@ -159,7 +160,9 @@ class Task:
         """Delete the task (it must have exited); returns its exit status, None if gone."""
         try:
             response = await self._conn.call(
-                self._conn.tasks.Delete, tasks_pb2.DeleteTaskRequest(container_id=self.container.id)
+                self._conn.tasks.Delete,
+                tasks_pb2.DeleteTaskRequest(container_id=self.container.id),
+                timeout=CLEANUP_TIMEOUT,
             )
         except NotFoundError:
             return None
@@ -207,12 +210,15 @@ class Container:
         conn = self.client.conn
         with contextlib.suppress(NotFoundError):
             await conn.call(
-                conn.containers.Delete, containers_pb2.DeleteContainerRequest(id=self.id)
+                conn.containers.Delete,
+                containers_pb2.DeleteContainerRequest(id=self.id),
+                timeout=CLEANUP_TIMEOUT,
             )
         with contextlib.suppress(NotFoundError):
             await conn.call(
                 conn.snapshots.Remove,
                 snapshots_pb2.RemoveSnapshotRequest(snapshotter=self.snapshotter, key=self.id),
+                timeout=CLEANUP_TIMEOUT,
             )
         await delete_lease(conn, self.lease)
 
@@ -527,7 +533,7 @@ class Client:
                 task = await asyncio.shield(creating)
             except BaseException:
                 # Let an in-flight Tasks.Create land, so the cleanup below can delete it.
-                await finish_shielded(asyncio.wait({creating}))
+                await finish_shielded(asyncio.wait({creating}, timeout=SETTLE_TIMEOUT))
                 raise
             pump = io.start(on_output)
             await task.start()

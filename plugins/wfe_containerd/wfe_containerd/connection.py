@@ -34,6 +34,10 @@ from wfe_containerd.errors import ConnectError, ContainerdError, from_rpc_error
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "wfe"
 ADDRESS_ENV_VARS = ("WFE_CONTAINERD_ADDR", "CONTAINERD_ADDRESS")
+CALL_TIMEOUT = 300.0
+"""Deadline of a unary call unless the caller passes one (``None`` = none, for Tasks.Wait)."""
+CLEANUP_TIMEOUT = 30.0
+"""Deadline of each cleanup call: a stuck daemon must not hang a cancelled run forever."""
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """containerd's own client limit; Python's default receive limit (4 MiB) is too small."""
 
@@ -168,7 +172,7 @@ class Connection:
         request: Any,
         *,
         lease: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = CALL_TIMEOUT,
     ) -> Any:
         """A unary call with namespace (and lease) metadata; errors become ours."""
         try:

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 
 from wfe_containerd._pb.services import leases_pb2
-from wfe_containerd.connection import Connection
+from wfe_containerd.connection import CLEANUP_TIMEOUT, Connection
 from wfe_containerd.errors import NotFoundError
 
 EXPIRE_LABEL = "containerd.io/gc.expire"
@@ -38,7 +38,11 @@ async def create_lease(
 async def delete_lease(conn: Connection, lease_id: str, *, sync: bool = False) -> None:
     """Delete a lease; one that is gone already is fine."""
     with contextlib.suppress(NotFoundError):
-        await conn.call(conn.leases.Delete, leases_pb2.DeleteRequest(id=lease_id, sync=sync))
+        await conn.call(
+            conn.leases.Delete,
+            leases_pb2.DeleteRequest(id=lease_id, sync=sync),
+            timeout=CLEANUP_TIMEOUT,
+        )
 
 
 async def add_resource(conn: Connection, lease_id: str, kind: str, resource_id: str) -> None:

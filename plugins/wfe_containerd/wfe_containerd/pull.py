@@ -25,7 +25,7 @@ import attrs
 from wfe_containerd import credentials as creds_mod
 from wfe_containerd._pb.services import diff_pb2, images_pb2, snapshots_pb2
 from wfe_containerd._pb.types import descriptor_pb2
-from wfe_containerd.connection import Connection
+from wfe_containerd.connection import CLEANUP_TIMEOUT, Connection
 from wfe_containerd.content import CHUNK_BYTES, read_blob, update_labels, write_blob
 from wfe_containerd.credentials import Credentials
 from wfe_containerd.errors import (
@@ -346,6 +346,7 @@ async def _remove_snapshot(conn: Connection, snapshotter: str, key: str) -> None
         await conn.call(
             conn.snapshots.Remove,
             snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key),
+            timeout=CLEANUP_TIMEOUT,
         )
 
 

@@ -12,11 +12,13 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+SETTLE_TIMEOUT = 60.0
 
 
 async def settle_then(pending: asyncio.Future[Any], then: Awaitable[T]) -> T:
-    """Wait until ``pending`` is done (whatever its outcome), then run ``then``."""
-    await asyncio.wait({pending})
+    """Wait until ``pending`` is done (whatever its outcome; at most ``SETTLE_TIMEOUT``), then
+    run ``then``."""
+    await asyncio.wait({pending}, timeout=SETTLE_TIMEOUT)
     return await then
 
 
