@@ -60,6 +60,8 @@ class RegistryAuth:
     username: str = ""
     password_env: str | None = None
     password_file: str | None = None
+    #: Accepted only to be refused with a clear diagnostic (BK010): never put a password inline.
+    password: str | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
