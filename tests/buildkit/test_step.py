@@ -104,7 +104,9 @@ async def test_failed_run_is_step_failed_with_log(
     assert "boom-output" in str(info.value.outputs["stdout"])
 
 
-async def test_step_timeout_cancels(tmp_path: Path, bk_address: str, busybox: str) -> None:
+async def test_step_timeout_cancels(
+    tmp_path: Path, bk_address: str, busybox: str, no_session_leaks: object
+) -> None:
     make_tree(tmp_path, {"Dockerfile": f"FROM {busybox}\nRUN sleep 30\n"})
     config = BuildkitConfig(buildkit_addr=bk_address, network="none", no_cache=True,
                             timeout="1500ms")
