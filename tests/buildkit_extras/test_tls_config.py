@@ -183,3 +183,9 @@ def test_explain_go_tls13_client_cert_rejection(pki: PKI) -> None:
     assert "requires a client certificate" in str(missing)
     foreign = explain_tls_failure("tcp://h:1", mtls(pki), details)
     assert "rejected the client certificate" in str(foreign)
+
+
+def test_explain_is_idempotent(pki: PKI) -> None:
+    first = explain_tls_failure("tcp://h:1", TLSConfig(ca=str(pki.ca)), "CERTIFICATE_VERIFY_FAILED")
+    again = explain_tls_failure("tcp://h:1", TLSConfig(ca=str(pki.ca)), first.reason)
+    assert again.reason == first.reason

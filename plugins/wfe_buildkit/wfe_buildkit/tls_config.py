@@ -216,6 +216,8 @@ def explain_tls_failure(
     daemon that requires a client certificate, so the hint says so.
     """
     text = details or ""
+    if text.startswith("TLS handshake failed"):  # already explained (idempotent)
+        return DaemonConnectionError(address, text)
     # With TLS 1.3 (Go's buildkitd) a rejected client certificate arrives after the client
     # finished its handshake: grpcio then reports "Unwrap failed (TSI_DATA_CORRUPTED)" rather
     # than "Socket closed" (seen against buildkitd v0.24).
