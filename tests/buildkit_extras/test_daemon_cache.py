@@ -90,3 +90,64 @@ async def test_without_cache_import_the_step_reruns(
         await build(client, ctx, [Export.local(tmp_path / "b")], recorder=recorder)
     assert (tmp_path / "a" / "stamp2").read_text() != (tmp_path / "b" / "stamp2").read_text()
     assert not any("RUN head -c 16" in name for name in recorder.cached())
+
+
+def write_empty_local_cache(directory: Path) -> int:
+    """A valid local cache directory holding no records; returns the manifest's size."""
+    import hashlib
+
+    def blob(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        path = directory / "blobs" / "sha256" / digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return f"sha256:{digest}"
+
+    config = b'{"layers":[],"records":[]}'
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.buildkit.cacheconfig.v0",
+                   "digest": blob(config), "size": len(config)},
+        "layers": [],
+    }).encode()
+    (directory / "index.json").write_text(json.dumps({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": blob(manifest), "size": len(manifest),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    }))
+    return len(manifest)
+
+
+async def test_local_cache_import_through_the_session_content_store(
+    docker_daemon: DockerDaemon, registry: RegistryServer, test_images: TestImages,
+    tmp_path: Path,
+) -> None:
+    """Docker 20.10 (BuildKit v0.8) reads a type=local cache through our content service.
+
+    It cannot export local cache, so the directory is made here (valid, no records): the
+    build must succeed and the daemon must have read the cache manifest from the client.
+    """
+    from wfe_buildkit.cache_options import (
+        local_cache_service,
+        local_cache_stores,
+        prepare_local_imports,
+    )
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {test_images.ref('busybox')}\nRUN echo x > /x\n")
+    expected = write_empty_local_cache(tmp_path / "cache")
+    imports = prepare_local_imports(
+        parse_cache_list([f"type=local,src={tmp_path / 'cache'}"], "cache_from")
+    )
+    assert imports[0].attrs["digest"].startswith("sha256:")
+    service = local_cache_service(local_cache_stores(imports, ()))
+    async with Client(docker_address(docker_daemon.socket)) as client:
+        await build(client, ctx, [Export.local(tmp_path / "out")], services=[service],
+                    cache_imports=imports, no_cache=True)
+    assert (tmp_path / "out" / "x").read_text() == "x\n"
+    assert service.servicer.bytes_read >= expected
