@@ -160,13 +160,15 @@ class Harness:
         with self._lock:
             if self._closed:
                 raise HarnessUnavailable("the harness has already been stopped")
-            for name in _with_dependencies(names):
+            running = self.state["services"]
+            wanted = _with_dependencies(tuple(n for n in names if n not in running))
+            for name in [*names, *wanted]:
                 if name in self._failures:
                     raise HarnessUnavailable(self._failures[name])
                 absent = missing(*_needs(name))
                 if absent:
                     raise HarnessUnavailable(f"{name}: {describe_missing(absent)}")
-            todo = [n for n in _with_dependencies(names) if n not in self.state["services"]]
+            todo = [n for n in wanted if n not in running]
             started: list[Service] = []
             for name in todo:
                 service = _new_service(name, self.base)
