@@ -125,7 +125,7 @@ async def test_dockerfile_outside_context_target_args_labels(
     dockerfile.parent.mkdir()
     dockerfile.write_text(
         f"FROM {busybox} AS first\nARG GREETING=unset\n"
-        "RUN echo $GREETING > /greeting\n"
+        "RUN sleep 1.5 && echo $GREETING > /greeting\n"  # outlives the 1 s session health check
         f"FROM {busybox} AS second\nCOPY --from=first /greeting /g\nCOPY data.txt /d\n"
         "FROM second AS never\nRUN exit 3\n"
     )
