@@ -67,7 +67,7 @@ def make_ctx(tmp_path: Path, recorder: Recorder) -> Callable[..., StepContext]:
     return make
 
 
-async def our_leftovers(address: str, namespace: str) -> list[str]:
+async def our_leftovers(address: str, namespace: str, pid: int | None = None) -> list[str]:
     """Every container, task, lease, active snapshot and FIFO dir of this process that exists."""
     from wfe_containerd import labels as owner
     from wfe_containerd._pb.services import (
@@ -81,7 +81,8 @@ async def our_leftovers(address: str, namespace: str) -> list[str]:
     conn = Connection(address, namespace=namespace)
     found: list[str] = []
     try:
-        mine = f'labels."{owner.PID}"=={os.getpid()}'
+        pid = pid if pid is not None else os.getpid()
+        mine = f'labels."{owner.PID}"=={pid}'
         containers = await conn.call(
             conn.containers.List, containers_pb2.ListContainersRequest(filters=[mine])
         )
@@ -98,7 +99,7 @@ async def our_leftovers(address: str, namespace: str) -> list[str]:
             ]
     finally:
         await conn.close()
-    prefix = f"wfe-containerd-{os.getpid()}-"
+    prefix = f"wfe-containerd-{pid}-"
     found += [f"dir {p}" for p in Path(tempfile.gettempdir()).glob(prefix + "*")]
     return found
 

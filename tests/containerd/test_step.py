@@ -328,3 +328,94 @@ async def test_cancellation_at_any_point_leaves_nothing(
     with pytest.raises(asyncio.CancelledError):
         await task
     await leak_check()
+
+
+async def test_twenty_mixed_runs_leave_nothing(
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    make_ctx: MakeCtx,
+    leak_check: LeakCheck,
+) -> None:
+    """Success, failure, timeout and cancellation, all at once: afterwards nothing of ours."""
+    image = test_images.ref("busybox")
+    kinds = ["ok", "fail", "timeout", "cancel"] * 5
+    configs = {
+        "ok": config(address, namespace, image, run="echo fine"),
+        "fail": config(address, namespace, image, run="echo bad >&2; exit 3"),
+        "timeout": config(
+            address, namespace, image, command=["sleep", "1000"], timeout="1s", grace_period="0.5s"
+        ),
+        "cancel": config(address, namespace, image, command=["sleep", "1000"], grace_period="0.5s"),
+    }
+    tasks = [
+        asyncio.ensure_future(run_step(configs[k], make_ctx(configs[k], step=f"{k}{i}")))
+        for i, k in enumerate(kinds)
+    ]
+    await asyncio.sleep(1.5)
+    for kind, task in zip(kinds, tasks, strict=True):
+        if kind == "cancel":
+            task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for kind, result in zip(kinds, results, strict=True):
+        if kind == "ok":
+            assert isinstance(result, dict) and result["stdout"] == "fine\n"
+        elif kind == "cancel":
+            assert isinstance(result, asyncio.CancelledError)
+        else:
+            assert isinstance(result, StepFailed), result
+            assert ("timed out" if kind == "timeout" else "code 3") in result.message
+    await leak_check()
+
+
+async def test_sigint_to_the_process_cleans_up(
+    address: str,
+    namespace: str,
+    test_images: TestImages,
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C (SIGINT) to a process running a step: asyncio cancels it and cleanup runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.containerd.conftest import our_leftovers
+
+    ns = f"{namespace}-sigint"
+    script = textwrap.dedent(f"""
+        import asyncio
+        from pathlib import Path
+        from wfe_containerd.config import ContainerdConfig
+        from wfe_containerd.executor import plugin
+        from wfe_core.contracts import StepContext
+        cfg = ContainerdConfig(image={test_images.ref("busybox")!r}, containerd_addr={address!r},
+                               namespace={ns!r}, run="echo started; exec sleep 1000",
+                               grace_period="1s")
+        ctx = StepContext(run_id="r", workflow_id="w", step_name="s", attempt=1, config=cfg,
+                          inputs={{}}, outputs={{}}, workspace=Path({str(tmp_path)!r}),
+                          base_dir=Path({str(tmp_path)!r}),
+                          log_sink=lambda s, t: print(t, end="", flush=True))
+        asyncio.run(plugin.create(cfg).run(ctx))
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "started\n"
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    left = await our_leftovers(address, ns)
+    left = [item for item in left if not item.startswith("dir ")]
+    assert not left, left
+    import tempfile
+
+    from wfe_containerd.task_io import io_dir_prefix
+
+    assert not list(Path(tempfile.gettempdir()).glob(io_dir_prefix(proc.pid) + "*"))
