@@ -161,3 +161,22 @@ def test_update_local_cache_index(tmp_path: Path) -> None:
     assert local_cache_digest(tmp_path / "a") == second["digest"]
     assert local_cache_digest(tmp_path / "b", "v2") == second["digest"]
     assert (tmp_path / "a" / "oci-layout").exists()
+
+
+async def test_one_writer_per_ref(serve: Any, tmp_path: Path) -> None:
+    store_id = f"local:{tmp_path}"
+    service = local_cache_service({tmp_path: store_id})
+    async with serve(service) as channel:
+        write = call(channel, "Write", "WriteContentRequest", "WriteContentResponse",
+                     "stream_stream")
+        first = write(metadata=md(store_id))
+        await first.write(M["WriteContentRequest"](action=WRITE_STAT, ref="same"))
+        assert (await first.read()).action == WRITE_STAT
+        second = write(metadata=md(store_id))
+        await second.write(M["WriteContentRequest"](action=WRITE_STAT, ref="same"))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await second.read()
+            await second
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "ref same locked" in (info.value.details() or "")
+        first.cancel()

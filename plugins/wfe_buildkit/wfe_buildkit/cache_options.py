@@ -553,6 +553,7 @@ class ContentStoreServicer:
     def __init__(self, stores: Mapping[Path, str]) -> None:
         self._dirs = {store_id: LocalCacheDir(Path(path)) for path, store_id in stores.items()}
         self.msgs = content_messages()
+        self._writing: set[tuple[str, str]] = set()  # (store id, ref) with an open writer
         #: Counters for diagnostics and tests.
         self.blobs_written = 0
         self.bytes_read = 0
@@ -681,7 +682,6 @@ class ContentStoreServicer:
         import grpc
 
         store = await self._store(context)
-        msgs = self.msgs
         requests = request_iterator.__aiter__()
         try:
             first = await requests.__anext__()
@@ -691,6 +691,23 @@ class ContentStoreServicer:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "first message must have a reference"
             )
+        # One writer per ref, like containerd's local store ("ref locked": clients retry).
+        key = (str(store.root), first.ref)
+        if key in self._writing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"ref {first.ref} locked")
+        self._writing.add(key)
+        try:
+            async for reply in self._write(store, first, requests, context):
+                yield reply
+        finally:
+            self._writing.discard(key)
+
+    async def _write(
+        self, store: LocalCacheDir, first: Any, requests: AsyncIterator[Any], context: Any
+    ) -> AsyncIterator[Any]:
+        import grpc
+
+        msgs = self.msgs
         ingest = store.ingest(first.ref)
         await asyncio.to_thread(ingest.mkdir, parents=True, exist_ok=True)
         data_path = ingest / "data"

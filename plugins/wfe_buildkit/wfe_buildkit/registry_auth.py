@@ -254,7 +254,7 @@ def load_step_credentials(
                 continue
         else:
             assert spec.password_file is not None
-            path = spec.password_file
+            path = spec.password_file.expanduser()
             if base_dir is not None and not path.is_absolute():
                 path = base_dir / path
             try:
