@@ -114,6 +114,8 @@ async def test_ping_and_info(bk_address: str) -> None:
         workers = await bk.ping()
         assert workers and workers[0].platforms
         assert await bk.info() is None  # Docker 20.10 has no Info RPC
+        records = await bk.disk_usage()
+        assert all({"id", "size", "in_use", "description"} <= set(r) for r in records)
         await bk.wait_for_ready(timeout=5)
 
 

@@ -121,18 +121,22 @@ async def send_tree(
             stats.bytes_sent += packet.ByteSize()
 
     async def reader() -> None:
-        while True:
-            packet = await context.read()
-            if packet is grpc.aio.EOF:
-                break
-            if packet.type == REQ:
-                requests.put_nowait(packet.ID)
-            elif packet.type == FIN:
-                break
-            elif packet.type == ERR:
-                failure.append(packet.data.decode("utf-8", "replace"))
-                break
-        finished.set()
+        try:
+            while True:
+                packet = await context.read()
+                if packet is grpc.aio.EOF:
+                    break
+                if packet.type == REQ:
+                    requests.put_nowait(packet.ID)
+                elif packet.type == FIN:
+                    break
+                elif packet.type == ERR:
+                    failure.append(packet.data.decode("utf-8", "replace"))
+                    break
+        except grpc.aio.AioRpcError as exc:  # the daemon went away mid-transfer
+            failure.append(exc.details() or exc.code().name)
+        finally:
+            finished.set()
 
     async def producer() -> None:
         iterator = walk(root, flt)
