@@ -11,7 +11,7 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 """Mappings and lists may nest at most this deep (checked while parsing, before any recursion)."""
 
-MAX_NODES = 200_000
+MAX_NODES = 100_000
 """At most this many YAML nodes, counting every alias as a full copy of what it names
 (this is what defeats "billion laughs" alias bombs)."""
 

@@ -17,8 +17,7 @@ import attrs
 from wfe_core.compiler import codes
 from wfe_core.compiler.nodes import Scalar, Span
 from wfe_core.compiler.report import Reporter
-from wfe_core.compiler.suggest import did_you_mean
-from wfe_core.interpolate import Reference, scan
+from wfe_core.interpolate import Reference, ReferenceProblem, scan
 
 
 @attrs.frozen
@@ -31,29 +30,46 @@ class StepInfo:
     span: Span
 
 
-def locate(scalar: Scalar, source: str, start: int, end: int) -> Span:
-    """The position of ``value[start:end]`` of a string scalar in the source text.
+def locate_many(scalar: Scalar, source: str, pieces: list[tuple[int, int]]) -> list[Span]:
+    """Positions in the source text of ``value[start:end]`` pieces of a string scalar.
 
-    Found by searching the scalar's source text for the substring (the n-th occurrence when it
-    repeats); falls back to the scalar's own position when quoting escapes changed the text.
+    ``pieces`` must be in order and not overlap. One forward scan over the scalar's source text
+    finds each piece after the previous one, so a scalar with thousands of references costs
+    linear time. A piece that cannot be found (quoting escapes changed its text) gets the
+    scalar's own position.
     """
     value = scalar.value
     span = scalar.span
     if not isinstance(value, str) or span.end <= span.start:
-        return span
-    needle = value[start:end]
-    nth = value.count(needle, 0, start) if needle else 0
+        return [span] * len(pieces)
     raw = source[span.start : span.end]
-    index = -1
-    for _ in range(nth + 1):
-        index = raw.find(needle, index + 1)
+    found: list[Span] = []
+    search_from = 0
+    line, line_start = span.line, -1  # -1: still on the scalar's first line
+    counted_to = 0
+    for start, end in pieces:
+        needle = value[start:end]
+        index = raw.find(needle, search_from) if needle else -1
+        escaped_in_value = start > 0 and value[start - 1] == "$"
+        while index > 0 and raw[index - 1] == "$" and not escaped_in_value:
+            index = raw.find(needle, index + 1)  # that one was an escaped "$${{"
         if index == -1:
-            return span
-    newlines = raw.count("\n", 0, index)
-    if newlines == 0:
-        return Span(span.line, span.column + index, span.start + index, span.start + index)
-    column = index - raw.rfind("\n", 0, index)
-    return Span(span.line + newlines, column, span.start + index, span.start + index)
+            found.append(span)
+            continue
+        newline = raw.rfind("\n", counted_to, index)
+        if newline != -1:
+            line += raw.count("\n", counted_to, index)
+            line_start = newline
+        counted_to = index
+        column = span.column + index if line_start == -1 else index - line_start
+        found.append(Span(line, column, span.start + index, span.start + index))
+        search_from = index + len(needle)
+    return found
+
+
+def locate(scalar: Scalar, source: str, start: int, end: int) -> Span:
+    """The position of ``value[start:end]`` of a string scalar in the source text."""
+    return locate_many(scalar, source, [(start, end)])[0]
 
 
 class RefChecker:
@@ -66,6 +82,7 @@ class RefChecker:
         source: str,
         workflow_id: str,
         inputs: Set[str],
+        inputs_text: str,
         steps: Mapping[str, StepInfo],
         visible: Set[str],
         current: str,
@@ -74,6 +91,7 @@ class RefChecker:
         self.source = source
         self.workflow_id = workflow_id
         self.inputs = inputs
+        self.inputs_text = inputs_text  # the declared inputs for messages, listed once per workflow
         self.steps = steps
         self.visible = visible
         self.current = current
@@ -85,26 +103,26 @@ class RefChecker:
         if not isinstance(value, str) or "${{" not in value:
             return
         refs, problems = scan(value)
-        for problem in problems:
-            self.report.error(
-                codes.BAD_EXPRESSION,
-                problem.message,
-                locate(scalar, self.source, problem.start, problem.end),
-            )
-        for ref in refs:
-            self.check(ref, locate(scalar, self.source, ref.start, ref.end))
+        items: list[Reference | ReferenceProblem] = sorted(
+            [*refs, *problems], key=lambda item: item.start
+        )
+        spans = locate_many(scalar, self.source, [(i.start, i.end) for i in items])
+        for item, span in zip(items, spans, strict=True):
+            if isinstance(item, ReferenceProblem):
+                self.report.error(codes.BAD_EXPRESSION, item.message, span)
+            else:
+                self.check(item, span)
 
     def check(self, ref: Reference, span: Span) -> None:
         """Check one reference written at ``span``."""
         if ref.root == "inputs":
             if ref.name not in self.inputs:
-                declared = ", ".join(sorted(self.inputs)) or "none"
                 self.report.error(
                     codes.UNKNOWN_INPUT,
                     f"unknown input {ref.name!r} (workflow {self.workflow_id!r} declares: "
-                    f"{declared})",
+                    f"{self.inputs_text})",
                     span,
-                    hint=did_you_mean(ref.name, self.inputs),
+                    hint=self.report.suggest(ref.name, self.inputs),
                 )
         elif ref.root == "steps":
             self._check_step(ref, span)
@@ -114,7 +132,7 @@ class RefChecker:
         info = self.steps.get(name)
         if info is None or info.workflow_id != self.workflow_id:
             where = f"; it belongs to workflow {info.workflow_id!r}" if info is not None else ""
-            hint = did_you_mean(name, self.visible) if info is None else None
+            hint = self.report.suggest(name, self.visible) if info is None else None
             self.report.error(codes.UNKNOWN_STEP, f"unknown step {name!r}{where}", span, hint=hint)
             return
         self.depends.add(name)
@@ -138,4 +156,4 @@ class RefChecker:
         self.report.error(codes.NOT_BEFORE, message, span)
 
 
-__all__ = ["RefChecker", "StepInfo", "locate"]
+__all__ = ["RefChecker", "StepInfo", "locate", "locate_many"]

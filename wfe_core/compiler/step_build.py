@@ -24,7 +24,7 @@ from wfe_core.compiler.references import RefChecker, StepInfo
 from wfe_core.compiler.report import Reporter
 from wfe_core.compiler.shapes import check_keys, expect_bool, expect_map, expect_str
 from wfe_core.compiler.step_syntax import StepDraft
-from wfe_core.compiler.suggest import did_you_mean
+from wfe_core.compiler.suggest import listing
 from wfe_core.model import Condition, Location, RetryPolicy, Step
 from wfe_core.plugins import PluginRegistry
 
@@ -41,6 +41,7 @@ class BuildContext:
     base_dir: Path
     workflow_id: str
     inputs: frozenset[str]
+    inputs_text: str
     steps: Mapping[str, StepInfo]
     visible: set[str] = attrs.Factory(set)
 
@@ -162,9 +163,9 @@ def _executor(
             known = ctx.registry.names()
             report.error(
                 codes.UNKNOWN_TYPE,
-                f"unknown step type {type_name!r}; installed types: {', '.join(known) or 'none'}",
+                f"unknown step type {type_name!r}; installed types: {listing(known, 30)}",
                 draft.type.value,
-                hint=did_you_mean(type_name, known),
+                hint=report.suggest(type_name, known),
             )
         return type_name, None, raw
     if draft.config is not None and config_node is None:
@@ -218,6 +219,7 @@ def build_step(draft: StepDraft, ctx: BuildContext) -> Step:
         source=ctx.source,
         workflow_id=ctx.workflow_id,
         inputs=ctx.inputs,
+        inputs_text=ctx.inputs_text,
         steps=ctx.steps,
         visible=ctx.visible,
         current=draft.name,

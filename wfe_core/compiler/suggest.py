@@ -12,6 +12,15 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean {matches[0]!r}?" if matches else None
 
 
+def listing(names: Iterable[str], limit: int = 10) -> str:
+    """``a, b, c`` (sorted), cut after ``limit`` names so messages stay short."""
+    items = sorted(names)
+    if not items:
+        return "none"
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def one_of(candidates: Iterable[str]) -> str:
     """``'a', 'b' or 'c'`` for messages listing the allowed values."""
     items = [repr(c) for c in candidates]
@@ -22,4 +31,4 @@ def one_of(candidates: Iterable[str]) -> str:
     return ", ".join(items[:-1]) + " or " + items[-1]
 
 
-__all__ = ["did_you_mean", "one_of"]
+__all__ = ["did_you_mean", "listing", "one_of"]

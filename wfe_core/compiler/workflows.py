@@ -15,7 +15,7 @@ from wfe_core.compiler.report import Reporter
 from wfe_core.compiler.shapes import check_keys, expect_bool, expect_map, expect_seq, expect_str
 from wfe_core.compiler.step_build import BuildContext, build_steps
 from wfe_core.compiler.step_syntax import StepDraft, parse_step
-from wfe_core.compiler.suggest import one_of
+from wfe_core.compiler.suggest import listing, one_of
 from wfe_core.model import InputSpec, Location, Workflow
 from wfe_core.plugins import PluginRegistry
 
@@ -257,6 +257,7 @@ def compile_document(
             base_dir=base_dir,
             workflow_id=workflow.id,
             inputs=frozenset(i.name for i in workflow.inputs),
+            inputs_text=listing(i.name for i in workflow.inputs),
             steps=table,
         )
         steps = build_steps(workflow.drafts, ctx)

@@ -289,9 +289,13 @@ class _Builder:
         if self.nodes > MAX_NODES:
             self.report.error(
                 codes.TOO_MANY_NODES,
-                f"file expands to more than {MAX_NODES} YAML nodes (aliases count as copies); "
-                "is it an alias bomb?",
+                f"file expands to more than {MAX_NODES} YAML nodes, the limit for workflow files "
+                "(each alias counts as a full copy of what it names)",
                 node.span,
+                hint="an alias used inside repeatedly aliased nodes multiplies: is it an alias "
+                "bomb?"
+                if self.aliases
+                else None,
             )
             raise _Abort
         if not self.stack:
