@@ -13,7 +13,7 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent / "tools"))
-from protogen import check_protos_current, generate_protos  # noqa: E402
+from protogen import check_protos_current, generate_protos  # noqa: E402, F401 (re-exported)
 
 ROOT = Path(__file__).parent
 PLUGINS = ("wfe_buildkit", "wfe_containerd")
@@ -75,7 +75,7 @@ def daemons(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks in benchmarks/ (measured and printed, never asserted)."""
-    _install(session, *TEST_DEPS, "pytest-benchmark")
+    _install(session, *TEST_DEPS)
     scripts = session.posargs or sorted(str(p) for p in (ROOT / "benchmarks").glob("*.py"))
     for script in scripts:
         session.run("python", script)

@@ -25,14 +25,15 @@ def generate_protos(plugin_dir: Path, out_dir: Path) -> None:
     from grpc_tools import protoc
 
     package = plugin_dir.name
-    sources = sorted(str(p.relative_to(plugin_dir)) for p in (plugin_dir / package / "_pb").rglob("*.proto"))
+    proto_dir = plugin_dir / package / "_pb"
+    sources = sorted(str(p.relative_to(plugin_dir)) for p in proto_dir.rglob("*.proto"))
     if not sources:
         return
     includes = [str(plugin_dir), str(Path(grpc_tools.__file__).parent / "_proto")]
     try:
         import google.rpc
 
-        includes.append(str(Path(list(google.rpc.__path__)[0]).parent.parent))
+        includes.append(str(Path(next(iter(google.rpc.__path__))).parent.parent))
     except ImportError:
         pass
     cwd = os.getcwd()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import cattrs
 
 JSONValue: TypeAlias = (
-    "str | int | float | bool | None | list[JSONValue] | dict[str, JSONValue]"
+    "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 )
 """What a step output may hold: anything ``json.dumps`` accepts without help."""
 
@@ -49,7 +49,8 @@ class Diagnostic:
     hint: str | None = None
 
     def __str__(self) -> str:
-        text = f"{self.file}:{self.line}:{self.column}: {self.severity}[{self.code}]: {self.message}"
+        where = f"{self.file}:{self.line}:{self.column}"
+        text = f"{where}: {self.severity}[{self.code}]: {self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
         return text
@@ -79,7 +80,9 @@ class ValidationContext:
         """Line and column of ``config.<path>`` (falls back to the nearest existing parent)."""
         return self.locator(tuple(path))
 
-    def error(self, code: str, message: str, *path: str | int, hint: str | None = None) -> Diagnostic:
+    def error(
+        self, code: str, message: str, *path: str | int, hint: str | None = None
+    ) -> Diagnostic:
         """An error diagnostic pointing at ``config.<path>`` of this step."""
         line, column = self.location(*path)
         return Diagnostic(code, message, self.file, line, column, Severity.ERROR, hint)

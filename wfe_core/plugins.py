@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from importlib import metadata
+from typing import Any
 
 import attrs
 
@@ -118,14 +119,18 @@ class PluginRegistry:
         return list(self._errors.values())
 
     def _load(self, info: PluginInfo) -> ExecutorPlugin | None:
-        from stevedore import NamedExtensionManager
+        from stevedore import ExtensionManager, NamedExtensionManager
+
+        # stevedore memoises a group's entry points for the life of the process; the listing
+        # above is fresh (sys.path may have changed since), so drop the memo before loading.
+        ExtensionManager.ENTRY_POINT_CACHE.pop(GROUP, None)
 
         failures: list[str] = []
 
         def on_failure(_manager: object, _ep: object, exc: BaseException) -> None:
             failures.append(f"{type(exc).__name__}: {exc}")
 
-        manager = NamedExtensionManager(
+        manager: NamedExtensionManager[Any] = NamedExtensionManager(
             GROUP,
             names=[info.name],
             invoke_on_load=False,
