@@ -13,7 +13,7 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent / "tools"))
-from protogen import check_protos_current, generate_protos  # noqa: E402, F401 (re-exported)
+from protogen import check_protos_current, generate_protos  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).parent
 PLUGINS = ("wfe_buildkit", "wfe_containerd")

@@ -1,4 +1,4 @@
-"""The checked-in gRPC stubs must be exactly what ``nox -s protos`` generates from our .proto files."""
+"""The checked-in gRPC stubs must be exactly what ``nox -s protos`` generates from our protos."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
-from protogen import check_protos_current  # noqa: E402
+from protogen import check_protos_current
 
 
 def test_generated_stubs_are_current() -> None:
