@@ -383,3 +383,21 @@ def test_bearer_token_and_no_authorization_across_redirect(
     anonymous = RegistryClient(registry.host)
     with pytest.raises(AuthError, match="refused"):
         anonymous.fetch_blob_bytes("r", Descriptor("x", BLOB_DIGEST, len(BLOB)))
+
+
+def test_validation_does_not_import_grpc() -> None:
+    """``wfe validate`` loads the plugin and runs its validators; grpc must stay unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from wfe_core.contracts import ValidationContext\n"
+        "from wfe_containerd.executor import plugin\n"
+        "from wfe_containerd.config import ContainerdConfig\n"
+        "cfg = ContainerdConfig(image='busybox', run='x', platform='linux/arm64', memory='1g')\n"
+        "list(plugin.validators[0](cfg, ValidationContext('f', 'w', 's', Path('.'))))\n"
+        "assert 'grpc' not in sys.modules, 'grpc imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,7 +8,10 @@ package never sees a raw ``grpc.RpcError``.
 
 from __future__ import annotations
 
-import grpc
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # grpc is imported only where calls are made: validation must not load it
+    import grpc
 
 
 class ContainerdError(Exception):
@@ -62,10 +65,10 @@ class RunError(ContainerdError):
     """Setting up or running a container failed."""
 
 
-_CODE_CLASSES: dict[grpc.StatusCode, type[RPCError]] = {
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
-    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+_CODE_CLASSES: dict[str, type[RPCError]] = {
+    "NOT_FOUND": NotFoundError,
+    "ALREADY_EXISTS": AlreadyExistsError,
+    "UNAVAILABLE": UnavailableError,
 }
 
 
@@ -77,13 +80,14 @@ def from_rpc_error(error: grpc.RpcError, *, address: str, method: str) -> Contai
     """
     code = error.code() if hasattr(error, "code") else None
     details = (error.details() if hasattr(error, "details") else None) or str(error)
-    if code == grpc.StatusCode.UNAVAILABLE and _is_connect_failure(details):
+    name = code.name if code is not None else ""
+    if name == "UNAVAILABLE" and _is_connect_failure(details):
         return ConnectError(
             f"cannot reach containerd at {address}: {details}. Check that the daemon is running, "
             "that the address is right (WFE_CONTAINERD_ADDR / CONTAINERD_ADDRESS or the step's "
             "containerd_addr) and that this user may open the socket"
         )
-    cls = _CODE_CLASSES.get(code, RPCError) if code is not None else RPCError
+    cls = _CODE_CLASSES.get(name, RPCError)
     short = method.rsplit("/", 1)[-1] if method else "call"
     service = method.strip("/").split("/")[0].split(".")[-1] if method else ""
     where = f"{service}.{short}" if service else short
