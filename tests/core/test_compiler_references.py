@@ -129,12 +129,11 @@ def test_hooks_see_their_step_and_ensure_sees_on_failure() -> None:
     result = compile_steps(
         """
         - name: build
-          parallel:
-            - {name: inner, type: noop}
+          type: noop
           on_failure:
             name: notify
             type: run
-            config: {run: "${{ steps.build.outputs.x }} ${{ steps.inner.outputs.y }}"}
+            config: {run: "${{ steps.build.outputs.x }}"}
           ensure:
             name: cleanup
             type: run
@@ -271,3 +270,16 @@ def test_block_hooks_see_hooks_of_the_block_children() -> None:
             "are not available",
         )
     ]
+
+
+def test_parallel_blocks_have_no_outputs() -> None:
+    result = compile_steps(
+        """
+        - name: block
+          parallel: [{name: a, type: noop}]
+        - {name: b, type: run, config: {run: "${{ steps.block.outputs.x }}"}}
+        """
+    )
+    (diag,) = errors(result)
+    assert diag.code == "WFE042"
+    assert diag.message == "step 'block' is a parallel block, which has no outputs"

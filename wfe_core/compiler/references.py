@@ -28,6 +28,7 @@ class StepInfo:
     order: int
     block: str | None  # the parallel block it is a direct child of
     span: Span
+    is_block: bool = False  # a parallel block itself, which has no outputs
 
 
 def locate_many(scalar: Scalar, source: str, pieces: list[tuple[int, int]]) -> list[Span]:
@@ -136,6 +137,14 @@ class RefChecker:
             self.report.error(codes.UNKNOWN_STEP, f"unknown step {name!r}{where}", span, hint=hint)
             return
         self.depends.add(name)
+        if info.is_block:
+            self.report.error(
+                codes.UNKNOWN_STEP,
+                f"step {name!r} is a parallel block, which has no outputs",
+                span,
+                hint="read the outputs of a step inside the block",
+            )
+            return
         if name in self.visible:
             return
         current = self.steps.get(self.current)

@@ -221,7 +221,9 @@ def _step_table(parsed: list[_Parsed], report: Reporter) -> dict[str, StepInfo]:
                         draft.name_span,
                     )
                 else:
-                    table[draft.name] = StepInfo(workflow.id, order, block, draft.name_span)
+                    table[draft.name] = StepInfo(
+                        workflow.id, order, block, draft.name_span, draft.parallel_entry is not None
+                    )
             hooks = [(h, None) for h in (draft.on_failure, draft.ensure) if h is not None]
             children = [(c, draft.name or None) for c in draft.parallel]
             work.extend(reversed([*children, *hooks]))
