@@ -222,3 +222,73 @@ async def test_gc_removes_leftovers_of_a_dead_process(
             assert await gc.collect_garbage_async(address, ns) == []
         finally:
             await container.delete()
+
+
+async def test_pull_resumes_a_partial_ingest(
+    address: str, namespace: str, test_images: TestImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half a layer left in the content store's ingest is continued with an HTTP Range."""
+    from wfe_containerd._pb.services import content_pb2, images_pb2
+    from wfe_containerd.pull import parse_reference
+    from wfe_containerd.registry import RegistryClient
+
+    ns = f"{namespace}-resume"
+    ref = parse_reference(test_images.ref("large"))
+    registry = RegistryClient(ref.domain)
+    top = registry.resolve(ref.path, ref.object)
+    from wfe_containerd.oci import parse_manifest
+
+    _, layers = parse_manifest(registry.fetch_manifest(ref.path, top), "manifest")
+    layer = max(layers, key=lambda d: d.size)
+    stream = registry.open_blob(ref.path, layer)
+    half = stream.read(layer.size // 2)
+    stream.close()
+    async with Client(address, namespace=ns) as client:
+        conn = client.conn
+        # The blob may be committed already from another test; this one wants it cold.
+        for image in (await conn.call(conn.images.List, images_pb2.ListImagesRequest())).images:
+            await conn.call(
+                conn.images.Delete, images_pb2.DeleteImageRequest(name=image.name, sync=True)
+            )
+        if await _blob_exists(conn, layer.digest):
+            pytest.skip("the large layer is committed in another namespace; cannot make it cold")
+        call = conn.content.Write(metadata=conn.metadata())
+        await call.write(
+            content_pb2.WriteContentRequest(
+                action=content_pb2.STAT,
+                ref=f"layer-{layer.digest}",
+                total=layer.size,
+                expected=layer.digest,
+            )
+        )
+        await call.read()
+        await call.write(
+            content_pb2.WriteContentRequest(
+                action=content_pb2.WRITE, offset=0, data=half[: 4 * 1024 * 1024]
+            )
+        )
+        await call.read()
+        await call.done_writing()
+        call.cancel()
+        offsets: list[int] = []
+        original = RegistryClient.open_blob
+
+        def spy(self: RegistryClient, repo: str, desc: object, offset: int = 0) -> object:
+            if getattr(desc, "digest", None) == layer.digest:
+                offsets.append(offset)
+            return original(self, repo, desc, offset)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(RegistryClient, "open_blob", spy)
+        image = await client.pull(test_images.ref("large"))
+        assert offsets and offsets[0] == 4 * 1024 * 1024
+        result = await client.run(image, RunOptions(args=["true"]))
+        assert result.exit_code == 0
+        await conn.call(
+            conn.images.Delete, images_pb2.DeleteImageRequest(name=image.name, sync=True)
+        )
+
+
+async def _blob_exists(conn: object, digest: str) -> bool:
+    from wfe_containerd.content import exists
+
+    return await exists(conn, digest)  # type: ignore[arg-type]
