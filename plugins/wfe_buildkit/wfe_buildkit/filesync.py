@@ -106,19 +106,18 @@ async def send_tree(
     stats: TransferStats,
 ) -> None:
     """Serve one FileSync.DiffCopy call as the sender of ``root`` filtered by ``flt``."""
-    out: asyncio.Queue[Packet | None] = asyncio.Queue(maxsize=32)
+    lock = asyncio.Lock()
     requests: asyncio.Queue[int] = asyncio.Queue()
     files: dict[int, tuple[str, int]] = {}
     finished = asyncio.Event()
     failure: list[str] = []
 
-    async def writer() -> None:
-        while True:
-            packet = await out.get()
-            if packet is None:
-                return
+    async def send(packet: Packet) -> None:
+        # one write at a time on the stream; no queue in between (a hand-off per message
+        # costs more than the write itself for the many small packets of a context)
+        async with lock:
             await context.write(packet)
-            stats.bytes_sent += packet.ByteSize()
+        stats.bytes_sent += packet.ByteSize()
 
     async def reader() -> None:
         try:
@@ -148,17 +147,17 @@ async def send_tree(
             for entry in batch:
                 if is_regular(entry.mode):
                     files[index] = (entry.source, entry.size)
-                await out.put(Packet(type=STAT, stat=_stat_of(entry)))
+                await send(Packet(type=STAT, stat=_stat_of(entry)))
                 stats.stats_sent += 1
                 index += 1
-        await out.put(Packet(type=STAT))  # end of list: a STAT without a stat field
+        await send(Packet(type=STAT))  # end of list: a STAT without a stat field
 
     async def data_worker() -> None:
         while True:
             ident = await requests.get()
             item = files.pop(ident, None)
             if item is None:
-                await out.put(Packet(type=ERR, data=f"invalid file id {ident}".encode()))
+                await send(Packet(type=ERR, data=f"invalid file id {ident}".encode()))
                 continue
             source, size = item
             if size <= INLINE_READ:
@@ -168,18 +167,18 @@ async def send_tree(
                 if data is not None and len(data) <= INLINE_READ:
                     for offset in range(0, len(data), CHUNK):
                         chunk = data[offset : offset + CHUNK]
-                        await out.put(Packet(type=DATA, ID=ident, data=chunk))
+                        await send(Packet(type=DATA, ID=ident, data=chunk))
                         stats.file_bytes_sent += len(chunk)
-                    await out.put(Packet(type=DATA, ID=ident))
+                    await send(Packet(type=DATA, ID=ident))
                     stats.files_sent += 1
                     continue
                 if data is None:
-                    await out.put(Packet(type=DATA, ID=ident))
+                    await send(Packet(type=DATA, ID=ident))
                     continue
             try:
                 handle = await asyncio.to_thread(open, source, "rb")
             except OSError:
-                await out.put(Packet(type=DATA, ID=ident))  # unreadable: empty, like Go
+                await send(Packet(type=DATA, ID=ident))  # unreadable: empty, like Go
                 continue
             try:
                 while True:
@@ -188,43 +187,34 @@ async def send_tree(
                         break
                     for offset in range(0, len(block), CHUNK):
                         chunk = block[offset : offset + CHUNK]
-                        await out.put(Packet(type=DATA, ID=ident, data=chunk))
+                        await send(Packet(type=DATA, ID=ident, data=chunk))
                         stats.file_bytes_sent += len(chunk)
             finally:
                 handle.close()
-            await out.put(Packet(type=DATA, ID=ident))
+            await send(Packet(type=DATA, ID=ident))
             stats.files_sent += 1
 
-    write_task = asyncio.ensure_future(writer())
     read_task = asyncio.ensure_future(reader())
     helpers = [asyncio.ensure_future(producer())]
     helpers += [asyncio.ensure_future(data_worker()) for _ in range(SEND_WORKERS)]
     try:
         waiter = asyncio.ensure_future(finished.wait())
-        done, _ = await asyncio.wait(
-            [waiter, helpers[0], write_task], return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait([waiter, helpers[0]], return_when=asyncio.FIRST_COMPLETED)
         if helpers[0] in done and helpers[0].exception() is not None:
             exc = helpers[0].exception()
-            await out.put(Packet(type=ERR, data=f"walking {root}: {exc}".encode()))
-            await out.put(None)
-            await write_task
+            await send(Packet(type=ERR, data=f"walking {root}: {exc}".encode()))
             return
-        if write_task in done:
-            write_task.result()
         await waiter
+        # after FIN every requested file has arrived: the helpers are idle, stop them
         for task in helpers:
             task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
         if not failure:
-            while not out.empty():  # drop what the receiver no longer wants
-                out.get_nowait()
-            await out.put(Packet(type=FIN))
-        await out.put(None)
-        await write_task
+            await send(Packet(type=FIN))
     finally:
-        for task in [*helpers, read_task, write_task]:
+        for task in [*helpers, read_task]:
             task.cancel()
-        await asyncio.gather(*helpers, read_task, write_task, return_exceptions=True)
+        await asyncio.gather(*helpers, read_task, return_exceptions=True)
     if failure:
         raise SessionError(f"the daemon aborted the upload of {root}: {failure[0]}")
 
