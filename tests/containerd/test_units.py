@@ -401,3 +401,33 @@ def test_validation_does_not_import_grpc() -> None:
         "assert 'grpc' not in sys.modules, 'grpc imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_rate_limited_requests_are_retried() -> None:
+    calls: list[str] = []
+    manifest = json.dumps({"schemaVersion": 2, "layers": [], "config": {}}).encode()
+
+    class Limited(_Quiet):
+        def do_HEAD(self) -> None:
+            calls.append(self.path)
+            if len(calls) == 1:
+                self.send_response(429)
+                self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.send_header(
+                "Docker-Content-Digest", "sha256:" + hashlib.sha256(manifest).hexdigest()
+            )
+            self.send_header("Content-Length", str(len(manifest)))
+            self.end_headers()
+
+    server = _Server(Limited)
+    try:
+        desc = RegistryClient(server.host).resolve("r", "latest")
+    finally:
+        server.close()
+    assert len(calls) == 2
+    assert desc.size == len(manifest)

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+
 from wfe_containerd.credentials import Credentials
 from wfe_containerd.errors import AuthError, ImageNotFoundError, RegistryError
 from wfe_containerd.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, Descriptor, detect_media_type
@@ -34,6 +35,15 @@ from wfe_containerd.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, Descriptor,
 USER_AGENT = "wfe-containerd/0.1"
 MAX_REDIRECTS = 5
 TIMEOUT = 60.0
+RETRY_STATUSES = (408, 429, 502, 503, 504)
+RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+
+def _retry_after(header: str | None, default: float) -> float:
+    """Seconds to wait from a ``Retry-After`` header (seconds form), capped at 10 s."""
+    if header and header.strip().isdigit():
+        return min(float(header.strip()), 10.0)
+    return default
 
 
 def is_loopback(host: str) -> bool:
@@ -235,15 +245,26 @@ class RegistryClient:
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """Send a request with auth, retrying once per challenge; follow redirects safely."""
         scope = f"repository:{repo}:pull"
-        for attempt in range(3):
+        attempt = 0
+        busy = 0
+        while attempt < 3:
             auth = self._auth_header(scope)
             conn, resp = self._send(method, f"{self.scheme}://{self.host}{path}", headers, auth)
+            if resp.status in RETRY_STATUSES and busy < len(RETRY_DELAYS):
+                # Rate limited or briefly unavailable: wait (Retry-After, capped) and try again.
+                delay = _retry_after(resp.getheader("Retry-After"), RETRY_DELAYS[busy])
+                resp.read()
+                conn.close()
+                busy += 1
+                time.sleep(delay)
+                continue
             if resp.status != 401:
                 return conn, resp
+            attempt += 1
             challenge = resp.getheader("WWW-Authenticate") or ""
             resp.read()
             conn.close()
-            if attempt == 2 or not self._handle_challenge(challenge, scope, had_auth=bool(auth)):
+            if attempt == 3 or not self._handle_challenge(challenge, scope, had_auth=bool(auth)):
                 break
         who = f"as {self.credentials.username!r}" if self.credentials else "anonymously"
         raise AuthError(
