@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from . import images
+from .paths import DIR_PREFIX, STATE_FILE
 from .report import NOTES
 from .requirements import HarnessUnavailable
-from .session import DIR_PREFIX, SERVICES, STATE_FILE, Harness, stop_tree
+from .session import SERVICES, Harness
+from .teardown import stop_tree
 
 
 def _find_state(explicit: str | None) -> Path:

@@ -16,6 +16,7 @@ constants below and in docs/testing.md.
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 import shutil
@@ -183,8 +184,6 @@ def push(
     argv += [f"oci:{layout_dir}:{TAG}", f"docker://{ref}"]
     env = None
     if tmpdir is not None:
-        import os
-
         env = {**os.environ, "TMPDIR": str(tmpdir)}
     result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:

@@ -105,7 +105,7 @@ def is_harness_process(proc: psutil.Process) -> bool:
     Tests that assert "no child processes left" must ignore these: the session's daemons are
     children of the test process.
     """
-    from .session import DIR_PREFIX
+    from .paths import DIR_PREFIX
 
     try:
         chain = [proc, *proc.parents()]

@@ -17,7 +17,7 @@ import psutil  # type: ignore[import-untyped]
 from tests.harness import processes
 from tests.harness.http_probe import unix_request
 from tests.harness.reclaim import cgroups_of
-from tests.harness.session import shim_sockets
+from tests.harness.teardown import shim_sockets
 
 
 def containerd_sleeper(address: str, state: str, ref: str, name: str = "leak-sleeper") -> None:

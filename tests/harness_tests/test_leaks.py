@@ -22,7 +22,7 @@ import pytest
 from tests.harness import require
 from tests.harness.leaks import leftovers
 from tests.harness.report import note
-from tests.harness.session import sweep_stale
+from tests.harness.teardown import sweep_stale
 from tests.harness_tests.occupy import containerd_sleeper, docker_sleeper, footprint
 
 pytestmark = pytest.mark.daemon
