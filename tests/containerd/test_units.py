@@ -431,3 +431,16 @@ def test_rate_limited_requests_are_retried() -> None:
         server.close()
     assert len(calls) == 2
     assert desc.size == len(manifest)
+
+
+@pytest.mark.parametrize(
+    "example",
+    sorted((Path(__file__).parents[2] / "examples" / "containerd").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_examples_compile(example: Path) -> None:
+    compiler = pytest.importorskip("wfe_core.compiler")
+    from wfe_core.plugins import PluginRegistry
+
+    result = compiler.compile_file(example, PluginRegistry())
+    assert result.ok, "\n".join(str(d) for d in result.diagnostics)
