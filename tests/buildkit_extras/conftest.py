@@ -1,15 +1,16 @@
-"""In-process gRPC plumbing for the servicer unit tests.
+"""In-process gRPC plumbing for the servicer unit tests, and a leak check for every test.
 
 ``serve(service)`` starts a grpc.aio server on a unix socket in a private temp dir with the
 given session plug-in (anything with ``register(server)``) and yields a channel to it, the way
-BuildKit would call the session.
+BuildKit would call the session. After each test no child process (ssh-agent, credential
+helper) and no private agent directory may be left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,18 @@ async def _serve(service: Any) -> AsyncIterator[grpc.aio.Channel]:
         finally:
             await channel.close()
             await server.stop(grace=None)
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers() -> Iterator[None]:
+    before = set(Path(tempfile.gettempdir()).glob("wfe-ssh-*"))
+    yield
+    from tests.harness import non_harness_children
+
+    children = [p for p in non_harness_children() if p.is_running()]
+    assert not children, f"processes left behind: {[p.cmdline() for p in children]}"
+    left = set(Path(tempfile.gettempdir()).glob("wfe-ssh-*")) - before
+    assert not left, f"private ssh-agent directories left behind: {sorted(left)}"
 
 
 @pytest.fixture
