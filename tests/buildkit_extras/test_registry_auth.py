@@ -298,3 +298,19 @@ def test_problems_are_located_per_host() -> None:
             "127.0.0.1:5000": {"username": "u"},
         })
     assert [path for path, _ in info.value.problems] == [("registry_auth", "127.0.0.1:5000")]
+
+
+def test_missing_creds_store_is_ignored_but_missing_cred_helper_is_an_error(
+    fake_helpers: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    docker = DockerConfig(
+        auths={"a.example": RegistryCredential("from-auths", "x")},
+        cred_helpers={"b.example": "absent"},
+        creds_store="desktop-not-here",
+    )
+    sources = CredentialSources(docker=docker)
+    assert resolve_credential(sources, "a.example").username == "from-auths"
+    assert resolve_credential(sources, "public.example") is ANONYMOUS
+    assert "credsStore desktop-not-here is not installed" in caplog.text
+    with pytest.raises(RegistryAuthError, match="docker-credential-absent"):
+        resolve_credential(sources, "b.example")

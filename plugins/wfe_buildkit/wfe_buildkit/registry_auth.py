@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -477,9 +478,16 @@ def resolve_with_origin(
             return ANONYMOUS, f"no credentials (credHelpers docker-credential-{helper} had none)"
         return found, f"docker-credential-{helper} (credHelpers in {where})"
     if docker.creds_store:
-        found = credential_from_helper(docker.creds_store, key, run=run)
-        if found is not None:
-            return found, f"docker-credential-{docker.creds_store} (credsStore in {where})"
+        program = f"docker-credential-{docker.creds_store}"
+        if run is _run_helper and shutil.which(program) is None:
+            # credsStore applies to every registry; a config copied from a desktop machine
+            # ("desktop", "osxkeychain") must not break anonymous pulls on a CI runner.
+            log.warning("credsStore %s is not installed (%s not on PATH); ignoring it",
+                        docker.creds_store, program)
+        else:
+            found = credential_from_helper(docker.creds_store, key, run=run)
+            if found is not None:
+                return found, f"{program} (credsStore in {where})"
     if key in docker.auths:
         return docker.auths[key], f"auths in {where}"
     return ANONYMOUS, "no credentials configured"
