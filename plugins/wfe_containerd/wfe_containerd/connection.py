@@ -33,7 +33,7 @@ from wfe_containerd.errors import ConnectError, ContainerdError, from_rpc_error
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "wfe"
-ADDRESS_ENV_VARS = ("WFE_CONTAINERD_ADDR", "CONTAINERD_ADDRESS")
+ADDRESS_ENV_VARS = ("WFE_CONTAINERD_ADDR", "WFE_CONTAINERD_ADDRESS", "CONTAINERD_ADDRESS")
 CALL_TIMEOUT = 300.0
 """Deadline of a unary call unless the caller passes one (``None`` = none, for Tasks.Wait)."""
 CLEANUP_TIMEOUT = 30.0
@@ -52,8 +52,9 @@ class TLSConfig:
 
 
 def resolve_address(address: str | None = None) -> str:
-    """The address to use: the argument, else ``$WFE_CONTAINERD_ADDR``, else
-    ``$CONTAINERD_ADDRESS``, else the system socket."""
+    """The address to use: the argument, else ``$WFE_CONTAINERD_ADDR`` (or its long form
+    ``$WFE_CONTAINERD_ADDRESS``, which the test harness exports), else ``$CONTAINERD_ADDRESS``,
+    else the system socket."""
     if address:
         return address
     for name in ADDRESS_ENV_VARS:

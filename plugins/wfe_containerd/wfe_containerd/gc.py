@@ -135,6 +135,10 @@ async def collect_garbage_async(
 ) -> list[str]:
     """The async form of :func:`collect_garbage`."""
     conn = Connection(address, namespace=namespace or DEFAULT_NAMESPACE)
+    if address is None and conn.target.kind == "unix" and not os.path.exists(conn.target.location):
+        # No daemon configured or running here: nothing of ours can be in it.
+        await conn.close()
+        return collect_temp_dirs()
     conn.check_socket()
     try:
         removed = await _collect(conn)
