@@ -9,6 +9,7 @@ temp dir (OCI worker, host network for RUN) and stopped by PID; nothing stays mo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -50,7 +51,14 @@ def buildkitd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             assert proc.poll() is None, (root / "buildkitd.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "buildkitd did not start"
             time.sleep(0.05)
-        yield f"unix://{socket_path}"
+        address = f"unix://{socket_path}"
+
+        async def ready() -> None:
+            async with Client(address) as bk:
+                await bk.wait_for_ready(timeout=30)
+
+        asyncio.run(ready())
+        yield address
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
