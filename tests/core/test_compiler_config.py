@@ -238,3 +238,22 @@ def test_hand_made_diagnostics_get_the_file_name() -> None:
         text, file="mine.yaml", registry=PluginRegistry([plugin], discover=False), base_dir=FIXTURES
     )
     assert [str(d) for d in result.diagnostics] == ["mine.yaml:2:3: error[X1]: made by hand"]
+
+
+def test_reference_where_a_list_is_needed_is_an_error_now() -> None:
+    result = compile_config('run: make\ntags: "${{ inputs.n }}"\nmounts: ["/a"]')
+    got = [(d.code, d.line, d.message, d.hint) for d in result.diagnostics]
+    assert got == [
+        (
+            "WFE050",
+            9,
+            "config.tags: expected a list, got string '${{ inputs.n }}' (step 's', type 'run')",
+            "a ${{ ... }} reference always gives text, never a list or mapping",
+        ),
+        (
+            "WFE050",
+            10,
+            "config.mounts[0]: expected a mapping, got string '/a' (step 's', type 'run')",
+            None,
+        ),
+    ]

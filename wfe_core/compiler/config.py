@@ -40,12 +40,17 @@ class ConfigValueError(ValueError):
     """A value of the wrong kind; the message is complete and meant for the user."""
 
 
+class ConfigShapeError(ConfigValueError):
+    """A scalar where a list or mapping is needed (text from a reference can never fit)."""
+
+
 @attrs.frozen
 class ConfigProblem:
     """One thing wrong with a config: where (a config path), what, and maybe a hint.
 
     ``kind`` is ``"unknown"`` (a key the class does not have), ``"missing"`` (a required key
-    absent) or ``"invalid"`` (a value that does not fit).
+    absent), ``"shape"`` (a scalar where a list or mapping is needed) or ``"invalid"`` (any
+    other value that does not fit).
     """
 
     path: ConfigPath
@@ -62,16 +67,17 @@ class ConfigError(Exception):
         self.messages: list[tuple[ConfigPath, str]] = [
             (p.path, p.message + (f" ({p.hint})" if p.hint else "")) for p in problems
         ]
-        super().__init__("; ".join(_format_path(p) + m for p, m in self.messages))
+        super().__init__(
+            "; ".join((f"{format_path(p)}: " if p else "") + m for p, m in self.messages)
+        )
 
 
-def _format_path(path: ConfigPath) -> str:
-    if not path:
-        return ""
+def format_path(path: ConfigPath) -> str:
+    """``mounts[0].source`` for ``("mounts", 0, "source")``."""
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text + ": "
+    return text
 
 
 def _structure_str(value: Any, _type: Any) -> str:
@@ -130,7 +136,7 @@ def _strict_sequences(converter: cattrs.Converter) -> None:
 
         def hook(value: Any, target: Any) -> Any:
             if not isinstance(value, list | tuple):
-                raise ConfigValueError(f"expected a list, got {kind_of_value(value)}")
+                raise ConfigShapeError(f"expected a list, got {kind_of_value(value)}")
             return inner(value, target)
 
         return hook
@@ -187,10 +193,12 @@ def _leaf(exc: BaseException, path: ConfigPath, type_: Any, value: Any) -> list[
     if isinstance(exc, KeyError):
         name = path[-1] if path else "?"
         return [ConfigProblem(path, f"missing required key {name!r}", "missing")]
+    if isinstance(exc, ConfigShapeError):
+        return [ConfigProblem(path, str(exc), "shape")]
     if isinstance(exc, ConfigValueError):
         return [ConfigProblem(path, str(exc))]
-    if isinstance(exc, AttributeError) and "items" in str(exc):
-        return [ConfigProblem(path, f"expected a mapping, got {kind_of_value(value)}")]
+    if isinstance(exc, AttributeError) and ("items" in str(exc) or "keys" in str(exc)):
+        return [ConfigProblem(path, f"expected a mapping, got {kind_of_value(value)}", "shape")]
     if (
         isinstance(exc, ValueError | TypeError | cattrs.errors.BaseValidationError)
         or type(exc).__name__ == "CattrsError"
@@ -256,8 +264,11 @@ def structure_config(plugin: ExecutorPlugin, data: Mapping[str, Any]) -> Any:
 __all__ = [
     "ConfigError",
     "ConfigProblem",
+    "ConfigShapeError",
+    "ConfigValueError",
     "default_converter",
     "describe_type",
+    "format_path",
     "problems_of",
     "structure_config",
 ]

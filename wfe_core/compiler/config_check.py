@@ -4,7 +4,8 @@ run the executor's validators.
 Values holding ``${{ ... }}`` references are only known at run time. A structuring problem
 located at such a value (``push: "${{ inputs.push }}"`` for a bool field) is therefore not an
 error now; the config is then left unstructured (``Step.config`` is None), validators are
-skipped, and the runner structures it after interpolation.
+skipped, and the runner structures it after interpolation. The exception is a reference where a
+list or mapping is needed: interpolation always gives text, so that can never work.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import attrs
 
 from wfe_core.compiler import codes
-from wfe_core.compiler.config import ConfigError, structure_config
+from wfe_core.compiler.config import ConfigError, format_path, structure_config
 from wfe_core.compiler.nodes import Map, Node, Scalar, Seq, Span
 from wfe_core.compiler.report import Reporter
 from wfe_core.contracts import ConfigPath, Diagnostic, ExecutorPlugin, ValidationContext
@@ -68,19 +69,23 @@ def check_config(
     except ConfigError as exc:
         for problem in exc.problems:
             node, span = find(root, problem.path, anchor)
-            if problem.kind == "invalid" and _holds_reference(node):
-                continue
+            hint = problem.hint
+            if _holds_reference(node):
+                if problem.kind == "invalid":
+                    continue  # text from the reference may fit once it is known
+                if problem.kind == "shape":
+                    hint = "a ${{ ... }} reference always gives text, never a list or mapping"
             code = {
                 "unknown": codes.CONFIG_UNKNOWN_KEY,
                 "missing": codes.CONFIG_MISSING_KEY,
             }.get(problem.kind, codes.CONFIG_INVALID)
-            where = ".".join(str(p) for p in problem.path)
-            prefix = f"config.{where}: " if where and problem.kind == "invalid" else ""
+            where = format_path(problem.path)
+            prefix = f"config.{where}: " if where and problem.kind in ("invalid", "shape") else ""
             report.error(
                 code,
                 f"{prefix}{problem.message} (step {step_name!r}, type {plugin.name!r})",
                 span,
-                hint=problem.hint,
+                hint=hint,
             )
         return None
     context = ValidationContext(
