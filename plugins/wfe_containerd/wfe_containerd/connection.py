@@ -8,6 +8,7 @@ raises message limits to containerd's 16 MiB, and turns gRPC errors into
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -175,11 +176,20 @@ class Connection:
         lease: str | None = None,
         timeout: float | None = CALL_TIMEOUT,
     ) -> Any:
-        """A unary call with namespace (and lease) metadata; errors become ours."""
+        """A unary call with namespace (and lease) metadata; errors become ours.
+
+        grpc.aio drops a cancellation that races with the call's completion: the response is
+        returned as if nothing happened, and the caller would carry on (for instance into an
+        endless ``Tasks.Wait``). So a cancellation requested during the call is re-raised here.
+        """
+        task = asyncio.current_task()
+        before = task.cancelling() if task is not None else 0
         try:
-            return await method(request, metadata=self.metadata(lease), timeout=timeout)
+            response = await method(request, metadata=self.metadata(lease), timeout=timeout)
         except grpc.RpcError as exc:
             raise self.error(exc, method) from None
+        raise_if_cancel_lost(task, before)
+        return response
 
     async def stream(
         self, method: Callable[..., Any], request: Any, *, lease: str | None = None
@@ -196,6 +206,13 @@ class Connection:
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+def raise_if_cancel_lost(task: asyncio.Task[Any] | None, before: int) -> None:
+    """Raise CancelledError if ``task`` was asked to cancel since ``before`` was read but no
+    CancelledError reached it (see :meth:`Connection.call`)."""
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
 
 
 def _stub(module: Any, name: str, channel: grpc.aio.Channel) -> Any:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import grpc
 
 from wfe_containerd._pb.services import content_pb2, leases_pb2
-from wfe_containerd.connection import Connection
+from wfe_containerd.connection import Connection, raise_if_cancel_lost
 from wfe_containerd.errors import AlreadyExistsError, NotFoundError, PullError, UnavailableError
 
 CHUNK_BYTES = 1024 * 1024
@@ -123,13 +123,16 @@ async def _write_once(
     on_progress: Callable[[int], None] | None,
 ) -> bool:
     call = conn.content.Write(metadata=conn.metadata(lease))
+    task = asyncio.current_task()
     try:
 
         async def exchange(
             request: content_pb2.WriteContentRequest,
         ) -> content_pb2.WriteContentResponse:
+            before = task.cancelling() if task is not None else 0
             await call.write(request)
             response = await call.read()
+            raise_if_cancel_lost(task, before)
             if response is grpc.aio.EOF:
                 raise PullError(f"content store closed the write stream for {digest}")
             return response  # type: ignore[no-any-return]
