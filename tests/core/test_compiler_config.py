@@ -257,3 +257,22 @@ def test_reference_where_a_list_is_needed_is_an_error_now() -> None:
             None,
         ),
     ]
+
+
+def test_compiling_a_shell_only_workflow_does_not_import_grpc(tmp_path: Path) -> None:
+    import subprocess
+
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "workflow:\n  id: wf\n  steps:\n    - {name: a, type: shell, config: {run: 'true'}}\n"
+        "    - {name: b, type: nope}\n"
+    )
+    code = (
+        "import sys\n"
+        "from wfe_core.compiler import compile_file\n"
+        "from wfe_core.plugins import PluginRegistry\n"
+        f"result = compile_file({str(path)!r}, PluginRegistry())\n"
+        "assert [d.code for d in result.diagnostics] == ['WFE023'], result.diagnostics\n"
+        "assert 'grpc' not in sys.modules, 'grpc was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
