@@ -444,3 +444,27 @@ def test_examples_compile(example: Path) -> None:
 
     result = compiler.compile_file(example, PluginRegistry())
     assert result.ok, "\n".join(str(d) for d in result.diagnostics)
+
+
+async def test_a_cancellation_swallowed_by_the_call_is_reraised(tmp_path: Path) -> None:
+    """grpc.aio may answer a call that was cancelled as it completed; the cancel must not be lost."""
+    import asyncio
+
+    from wfe_containerd.connection import Connection
+
+    async def swallowing_call(request: object, metadata: object, timeout: object) -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "response"  # what grpc.aio does when the RPC had already finished
+        return "late"
+
+    conn = Connection(str(tmp_path / "unused.sock"))
+    try:
+        task = asyncio.ensure_future(conn.call(swallowing_call, None))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await conn.close()
