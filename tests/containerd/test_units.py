@@ -447,7 +447,7 @@ def test_examples_compile(example: Path) -> None:
 
 
 async def test_a_cancellation_swallowed_by_the_call_is_reraised(tmp_path: Path) -> None:
-    """grpc.aio may answer a call that was cancelled as it completed; the cancel must not be lost."""
+    """grpc.aio may answer a call cancelled as it completed: the cancellation must survive."""
     import asyncio
 
     from wfe_containerd.connection import Connection
