@@ -122,7 +122,7 @@ class Client:
             raise DaemonConnectionError(
                 self.address.raw, f"no answer within {self.connect_timeout:g}s"
             ) from None
-        return control_pb2_grpc.ControlStub(channel)
+        return control_pb2_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
 
     async def ping(self) -> list[Worker]:
         """``ListWorkers``: proves the daemon answers; errors name the address within 5 s."""

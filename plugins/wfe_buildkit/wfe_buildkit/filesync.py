@@ -48,6 +48,8 @@ STAT, REQ, DATA, FIN, ERR = (
     Packet.PACKET_FIN,
     Packet.PACKET_ERR,
 )
+#: grpc.aio's end-of-stream marker for ``context.read()`` (absent from grpc-stubs).
+EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 CHUNK = 128 * 1024
 READ_SLICE = 1024 * 1024
 INLINE_READ = 64 * 1024
@@ -123,7 +125,7 @@ async def send_tree(
         try:
             while True:
                 packet = await context.read()
-                if packet is grpc.aio.EOF:
+                if packet is EOF:
                     break
                 if packet.type == REQ:
                     requests.put_nowait(packet.ID)
@@ -339,7 +341,7 @@ async def receive_tree(
     try:
         while True:
             raw = await context.read()
-            if raw is grpc.aio.EOF:
+            if raw is EOF:
                 break
             stats.bytes_received += len(raw)
             packet = Packet.FromString(raw)
@@ -433,7 +435,7 @@ async def receive_file(
     try:
         while True:
             raw = await context.read()
-            if raw is grpc.aio.EOF:
+            if raw is EOF:
                 break
             data = filesync_pb2.BytesMessage.FromString(raw).data
             stats.bytes_received += len(data)

@@ -42,7 +42,7 @@ from wfe_buildkit._pb import (
 )
 from wfe_buildkit.engine import DockerEngine, EngineHTTPError
 from wfe_buildkit.errors import SessionError
-from wfe_buildkit.filesync import TransferStats, receive_file, receive_tree, send_tree
+from wfe_buildkit.filesync import EOF, TransferStats, receive_file, receive_tree, send_tree
 from wfe_buildkit.fstree import WalkFilter
 from wfe_buildkit.transport import LIVE_DIRECTORIES, ThreadedSplice
 
@@ -155,7 +155,7 @@ class _SSHService(ssh_pb2_grpc.SSHServicer):  # type: ignore[misc]
         async def upstream() -> None:
             while True:
                 message = await context.read()
-                if message is grpc.aio.EOF:
+                if message is EOF:
                     break
                 writer.write(message.data)
                 await writer.drain()
@@ -250,15 +250,23 @@ class SessionServer:
         LIVE_DIRECTORIES.add(self.directory)
         self.socket_path = os.path.join(self.directory, "s.sock")
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+        health_pb2_grpc.add_HealthServicer_to_server(
+            health.aio.HealthServicer(), server  # type: ignore[attr-defined]
+        )
         if not self._custom_auth:
-            auth_pb2_grpc.add_AuthServicer_to_server(_AuthService(self.credentials), server)
+            auth_pb2_grpc.add_AuthServicer_to_server(  # type: ignore[no-untyped-call]
+                _AuthService(self.credentials), server
+            )
         for service in self.services:
             service.register(server)
         if self.secrets:
-            secrets_pb2_grpc.add_SecretsServicer_to_server(_SecretsService(self.secrets), server)
+            secrets_pb2_grpc.add_SecretsServicer_to_server(  # type: ignore[no-untyped-call]
+                _SecretsService(self.secrets), server
+            )
         if self.ssh_agents:
-            ssh_pb2_grpc.add_SSHServicer_to_server(_SSHService(self.ssh_agents), server)
+            ssh_pb2_grpc.add_SSHServicer_to_server(  # type: ignore[no-untyped-call]
+                _SSHService(self.ssh_agents), server
+            )
         file_sync = grpc.method_handlers_generic_handler(
             "moby.filesync.v1.FileSync",
             {

@@ -181,7 +181,8 @@ def _source_location(error: grpc.aio.AioRpcError) -> str | None:
         from google.rpc import status_pb2
     except ImportError:  # pragma: no cover - dependency of the package
         return None
-    for key, value in error.trailing_metadata() or ():
+    metadata: Any = error.trailing_metadata() or ()
+    for key, value in metadata:
         if key != "grpc-status-details-bin" or not isinstance(value, bytes):
             continue
         status = status_pb2.Status.FromString(value)
@@ -270,7 +271,7 @@ async def run_solve(
         if not Path(directory).is_dir():
             raise InvalidRequest(f"local directory {name!r} does not exist: {directory}")
     channel = await transport.channel()
-    stub = control_pb2_grpc.ControlStub(channel)
+    stub = control_pb2_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
     ref = random_id()
     tracker = ProgressTracker(on_event)
     session = SessionServer(

@@ -252,7 +252,7 @@ class Transport:
 
     async def close(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(None)
             self._channel = None
         if self.relay is not None:
             await self.relay.close()
