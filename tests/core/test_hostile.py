@@ -356,3 +356,14 @@ def test_pathological_reference_files_stay_fast(parser: str) -> None:
     assert len(result.diagnostics) == 4000
     assert result.diagnostics[0].hint == "did you mean 'step_number_0'?"
     assert result.diagnostics[-1].hint is None  # the budget ran out long before
+
+
+def test_aliases_cannot_stack_nesting_beyond_the_cap() -> None:
+    deep = "[" * 40 + "]" * 40
+    text = (
+        f"x-a: &a {deep}\nx-b: &b [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*a]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n"
+    )
+    diag = single(text)
+    assert diag.code == "WFE006"
+    assert "alias *a used here nests" in diag.message
+    assert diag.line == 2

@@ -131,6 +131,7 @@ class _Frame:
     span: Span
     anchor: str | None
     size: int = 1
+    height: int = 1
     items: list[Node] = attrs.Factory(list)
     entries: list[Entry] = attrs.Factory(list)
     seen: dict[str, Span] = attrs.Factory(dict)
@@ -145,7 +146,7 @@ class _Builder:
     def __init__(self, report: Reporter) -> None:
         self.report = report
         self.stack: list[_Frame] = []
-        self.anchors: dict[str, tuple[Node, int]] = {}
+        self.anchors: dict[str, tuple[Node, int, int]] = {}  # node, size, height
         self.open_anchors: set[str] = set()
         self.nodes = 0
         self.aliases = 0
@@ -157,8 +158,8 @@ class _Builder:
         if kind is yaml.ScalarEvent:
             node = self._scalar(event)
             if event.anchor:
-                self._register(event.anchor, node, 1)
-            self._add(node, 1)
+                self._register(event.anchor, node, 1, 0)
+            self._add(node, 1, 0)
         elif kind is yaml.AliasEvent:
             self._alias(event)
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
@@ -223,9 +224,18 @@ class _Builder:
             self.report.error(
                 codes.YAML_SYNTAX, f"alias *{event.anchor} names no anchor defined before it", span
             )
-            self._add(Scalar(None, span), 1)
+            self._add(Scalar(None, span), 1, 0)
             return
-        self._add(found[0], found[1])
+        node, size, height = found
+        if len(self.stack) + height > MAX_DEPTH:
+            self.report.error(
+                codes.TOO_DEEP,
+                f"nesting is too deep: alias *{event.anchor} used here nests mappings and lists "
+                f"more than {MAX_DEPTH} levels deep",
+                span,
+            )
+            raise _Abort
+        self._add(node, size, height)
 
     def _start(self, event: Any) -> None:
         span = _span(event.start_mark, event.end_mark)
@@ -256,8 +266,8 @@ class _Builder:
             node = Seq(tuple(frame.items), frame.span)
         if frame.anchor:
             self.open_anchors.discard(frame.anchor)
-        self._register(frame.anchor, node, frame.size)
-        self._add(node, frame.size)
+        self._register(frame.anchor, node, frame.size, frame.height)
+        self._add(node, frame.size, frame.height)
 
     def _merged(self, frame: _Frame) -> tuple[Entry, ...]:
         if not frame.merges:
@@ -280,11 +290,12 @@ class _Builder:
                         entries.append(entry)
         return tuple(entries)
 
-    def _register(self, anchor: str | None, node: Node, size: int) -> None:
+    def _register(self, anchor: str | None, node: Node, size: int, height: int) -> None:
         if anchor:
-            self.anchors[anchor] = (node, size)
+            self.anchors[anchor] = (node, size, height)
 
-    def _add(self, node: Node, size: int) -> None:
+    def _add(self, node: Node, size: int, height: int) -> None:
+        """Attach a finished node (``size`` nodes once expanded, ``height`` collection levels)."""
         self.nodes += size
         if self.nodes > MAX_NODES:
             self.report.error(
@@ -303,6 +314,8 @@ class _Builder:
             return
         frame = self.stack[-1]
         frame.size += size
+        if height >= frame.height:
+            frame.height = height + 1
         if not frame.is_map:
             frame.items.append(node)
         elif frame.key is None and not frame.drop_value:
