@@ -47,11 +47,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the core and both clients."""
-    _install(session, "mypy", "types-PyYAML", "grpc-stubs", *TEST_DEPS)
+    """mypy --strict on the core, both clients and the test harness."""
+    _install(session, "mypy", "types-PyYAML", *TEST_DEPS)
     session.run(
-        "mypy", "wfe_core", "plugins/wfe_buildkit/wfe_buildkit",
+        "mypy",
+        "wfe_core",
+        "plugins/wfe_buildkit/wfe_buildkit",
         "plugins/wfe_containerd/wfe_containerd",
+        "tests/harness",
+        "tests/conftest.py",
     )
 
 
