@@ -13,12 +13,15 @@ import tempfile
 from collections.abc import Sequence
 
 import attrs
+
 from wfe_containerd.connection import Connection
 from wfe_containerd.content import iter_blob
 from wfe_containerd.errors import RunError
 from wfe_containerd.oci import Descriptor
 
-SPOOL_MEMORY = 8 * 1024 * 1024
+CACHE_ENTRIES = 256
+_CACHE: dict[tuple[str, ...], ResolvedUser] = {}
+"""Resolved users by (user spec, layer digests): layers are immutable, so this never goes stale."""
 
 
 @attrs.frozen
@@ -157,5 +160,13 @@ async def resolve_image_user(
     if not needs_lookup(user):
         name, _, grp = user.partition(":")
         return ResolvedUser(int(name), int(grp), (int(grp),))
+    key = (user, *(layer.digest for layer in layers))
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
     files = await read_image_files(conn, layers, ["etc/passwd", "etc/group"])
-    return resolve_user(user, files["etc/passwd"], files["etc/group"])
+    resolved = resolve_user(user, files["etc/passwd"], files["etc/group"])
+    if len(_CACHE) >= CACHE_ENTRIES:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = resolved
+    return resolved
