@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from wfe_core.contracts import ExecutorPlugin
 from wfe_core.plugins import PluginRegistry
 from wfe_core.schema import DRAFT, executor_schema, workflow_schema
 
@@ -105,3 +107,27 @@ def test_schema_for_the_installed_registry() -> None:
     built = workflow_schema(PluginRegistry())
     jsonschema.Draft202012Validator.check_schema(built)
     assert "step_body" in built["$defs"]
+
+
+@attrs.frozen
+class Tree:
+    """A recursive config class."""
+
+    name: str
+    children: list[Tree] = attrs.field(factory=list)
+    pair: tuple[int, str] | None = None
+
+
+def test_recursive_and_tuple_fields() -> None:
+    plugin = ExecutorPlugin("tree", Tree, lambda c: fake_plugins._Noop())
+    schema = executor_schema(plugin)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["properties"]["children"]["items"] == {"$ref": "#"}
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid({"name": "a", "children": [{"name": "b"}], "pair": [1, "x"]})
+    assert not validator.is_valid({"name": "a", "children": [{"name": 1}]})
+    assert not validator.is_valid({"name": "a", "pair": [1, "x", 2]})
+    whole = workflow_schema(PluginRegistry([plugin], discover=False))
+    assert whole["$defs"]["config.tree.Tree"]["properties"]["children"]["items"] == {
+        "$ref": "#/$defs/config.tree.Tree"
+    }
