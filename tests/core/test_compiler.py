@@ -489,3 +489,23 @@ def test_thousand_steps_compile_fast() -> None:
     assert result.ok
     assert len(result.select(None).steps) == 1000
     assert best < 1.0, f"compiling 1,000 steps took {best:.3f}s"
+
+
+def test_kitchen_sink() -> None:
+    result = compile_file(FIXTURES / "kitchen_sink.yaml", fake_plugins.registry())
+    assert result.diagnostics == (), [str(d) for d in result.diagnostics]
+    sink = result.select("sink")
+    assert [i.name for i in sink.inputs] == ["tag", "count", "ratio", "release", "note"]
+    build, checks, publish = sink.steps
+    assert build.timeout == 90 and build.retry == RetryPolicy(3, 0.5, 2.0, 10.0)
+    assert build.on_failure is not None and build.on_failure.name == "notify"
+    assert build.on_failure.depends_on == frozenset({"build"})
+    assert build.ensure is not None and build.ensure.name == "build-ensure"
+    assert build.raw_config["run"].endswith("literal $${{ not.a.reference }}\n")
+    assert checks.is_parallel and checks.continue_on_error and checks.timeout == 600
+    assert checks.depends_on == frozenset({"build"})
+    assert [s.name for s in checks.parallel] == ["lint", "more"]
+    assert [s.name for s in checks.parallel[1].parallel] == ["unit", "docs"]
+    assert publish.config is None  # `retries` holds a reference: structured at run time
+    assert publish.depends_on == frozenset({"unit", "lint", "build", "notify"})
+    assert result.select("second").steps[0].name == "only"

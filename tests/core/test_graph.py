@@ -97,3 +97,15 @@ def test_unknown_format() -> None:
     workflow = compile_((FIXTURES / "design_example.yaml").read_text())
     with pytest.raises(ValueError, match="unknown graph format"):
         render_graph(workflow, "svg")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("mermaid", "mmd"), ("dot", "dot")])
+def test_kitchen_sink_snapshots(fmt: str, suffix: str) -> None:
+    result = compile_text(
+        (FIXTURES / "kitchen_sink.yaml").read_text(),
+        file="k.yaml",
+        registry=fake_plugins.registry(),
+        base_dir=FIXTURES,
+    )
+    text = render_graph(result.select("sink"), fmt)  # type: ignore[arg-type]
+    assert text == (FIXTURES / f"kitchen_sink.{suffix}").read_text()

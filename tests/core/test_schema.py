@@ -131,3 +131,7 @@ def test_recursive_and_tuple_fields() -> None:
     assert whole["$defs"]["config.tree.Tree"]["properties"]["children"]["items"] == {
         "$ref": "#/$defs/config.tree.Tree"
     }
+
+
+def test_kitchen_sink_is_valid(schema: dict[str, Any]) -> None:
+    assert valid(schema, (FIXTURES / "kitchen_sink.yaml").read_text())
