@@ -292,3 +292,71 @@ async def _blob_exists(conn: object, digest: str) -> bool:
     from wfe_containerd.content import exists
 
     return await exists(conn, digest)  # type: ignore[arg-type]
+
+
+def _cgroup_file(namespace: str, container_id: str, v1: str, v2: str) -> Path:
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        return Path(f"/sys/fs/cgroup/{namespace}/{container_id}/{v2}")
+    controller, name = v1.split("/", 1)
+    return Path(f"/sys/fs/cgroup/{controller}/{namespace}/{container_id}/{name}")
+
+
+async def test_memory_and_cpu_limits_reach_the_cgroup(
+    address: str, namespace: str, test_images: TestImages
+) -> None:
+    async with Client(address, namespace=namespace) as client:
+        image = await client.ensure_image(test_images.ref("busybox"))
+        cid = new_container_id("limits")
+        container = await client.new_container(
+            cid,
+            image,
+            RunOptions(
+                args=["sleep", "30"], memory_bytes=64 * 1024 * 1024, cpus=0.5, hostname="limited"
+            ),
+        )
+        try:
+            task = await container.new_task()
+            try:
+                await task.start()
+                memory = _cgroup_file(namespace, cid, "memory/memory.limit_in_bytes", "memory.max")
+                cpu = _cgroup_file(namespace, cid, "cpu/cpu.cfs_quota_us", "cpu.max")
+                assert memory.read_text().strip() == str(64 * 1024 * 1024)
+                assert cpu.read_text().split()[0] == "50000"
+            finally:
+                await task.kill(9)
+                await task.wait()
+                await task.delete()
+        finally:
+            await container.delete()
+
+
+async def test_pulled_image_survives_garbage_collection(
+    address: str, namespace: str, test_images: TestImages
+) -> None:
+    """The GC labels hold the image together: after a synchronous GC it is still complete."""
+    from wfe_containerd._pb.services import content_pb2
+    from wfe_containerd.leases import create_lease, delete_lease
+
+    ns = f"{namespace}-gc-labels"
+    async with Client(address, namespace=ns) as client:
+        image = await client.pull(test_images.ref("rich"))
+        conn = client.conn
+
+        async def labels(digest: str) -> dict[str, str]:
+            info = await conn.call(conn.content.Info, content_pb2.InfoRequest(digest=digest))
+            return dict(info.info.labels)
+
+        manifest = await labels(image.manifest.digest)
+        assert manifest["containerd.io/gc.ref.content.config"] == image.config_digest
+        assert manifest["containerd.io/gc.ref.content.l.2"] == image.layers[2].digest
+        config = await labels(image.config_digest)
+        assert config["containerd.io/gc.ref.snapshot.overlayfs"] == image.chain_id
+        layer = await labels(image.layers[0].digest)
+        assert layer["containerd.io/uncompressed"] == image.config.diff_ids[0]
+        assert any(k.startswith("containerd.io/distribution.source.") for k in layer)
+        # Deleting a lease with sync=True runs the garbage collector before returning.
+        lease = await create_lease(conn, "wfe-test-gc")
+        await delete_lease(conn, lease, sync=True)
+        assert await client.get_image(test_images.ref("rich")) is not None
+        result = await client.run(image, RunOptions(args=["true"]))
+        assert result.exit_code == 0

@@ -87,7 +87,7 @@ async def test_readonly_volume_and_rootfs(
         address,
         namespace,
         test_images.ref("busybox"),
-        run="touch /data/x 2>&1 || echo ro-vol; touch /x 2>&1 || echo ro-root",
+        run="touch /data/x 2>&1 || echo ro-vol; touch /x 2>&1 || echo ro-root; hostname; id -u",
         volumes=[Volume(str(tmp_path), "/data", readonly=True)],
         read_only_rootfs=True,
         user="1000:1000",
@@ -95,6 +95,7 @@ async def test_readonly_volume_and_rootfs(
     )
     outputs = await run_step(cfg, make_ctx(cfg))
     assert "ro-vol" in outputs["stdout"] and "ro-root" in outputs["stdout"]
+    assert outputs["stdout"].splitlines()[-2:] == ["box", "1000"]
     await leak_check()
 
 
