@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import sys
 import time
@@ -367,3 +368,80 @@ def test_aliases_cannot_stack_nesting_beyond_the_cap() -> None:
     assert diag.code == "WFE006"
     assert "alias *a used here nests" in diag.message
     assert diag.line == 2
+
+
+def _containers(obj: object) -> list[dict[object, object] | list[object]]:
+    found: list[dict[object, object] | list[object]] = []
+    work = [obj]
+    while work:
+        current = work.pop()
+        if isinstance(current, dict) and current:
+            found.append(current)
+            work.extend(current.values())
+        elif isinstance(current, list) and current:
+            found.append(current)
+            work.extend(current)
+    return found
+
+
+def test_random_wrong_types_never_raise(parser: str) -> None:
+    """Structure-aware fuzz: values replaced by values of other types, keys added and removed."""
+    if parser == "python":
+        pytest.skip("exercises the compiler's checks, not parsing")
+    rng = random.Random(7)
+    base = yaml.safe_load((FIXTURES / "kitchen_sink.yaml").read_text())
+    values: list[object] = [
+        None,
+        True,
+        0,
+        -1,
+        1.5,
+        "",
+        "x",
+        "${{",
+        "${{ steps.build.outputs.x }}",
+        [],
+        {},
+        [1],
+        {"a": 1},
+        {"field": "inputs.tag"},
+        {"all": []},
+        "-5s",
+        "noop",
+        [{"name": "z", "type": "noop"}],
+        {"name": "q", "type": "run", "config": {"run": 1}},
+    ]
+    keys = [
+        "name",
+        "type",
+        "config",
+        "parallel",
+        "when",
+        "timeout",
+        "retry",
+        "on_failure",
+        "ensure",
+        "id",
+        "steps",
+        "field",
+        "not",
+        "bogus",
+        1,
+    ]
+    for _ in range(150):
+        doc = copy.deepcopy(base)
+        for _ in range(rng.randint(1, 4)):
+            containers = _containers(doc)
+            if not containers:
+                break
+            target = rng.choice(containers)
+            value = copy.deepcopy(rng.choice(values))
+            if isinstance(target, dict):
+                key = rng.choice(list(target)) if rng.random() < 0.8 else rng.choice(keys)
+                target[key] = value
+            else:
+                target[rng.randrange(len(target))] = value
+        result = run(yaml.safe_dump(doc))
+        assert all(d.code != "WFE099" for d in result.diagnostics), [
+            str(d) for d in result.diagnostics
+        ]
