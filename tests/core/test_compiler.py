@@ -472,10 +472,12 @@ def test_thousand_steps_compile_fast() -> None:
             f"    - name: s{i}",
             "      type: run",
             "      timeout: 30s",
+            "      retry: {max_attempts: 2, interval: 1s, backoff: 2}",
             f"      when: {{field: steps.{previous}.outputs.ok, equals: 'yes'}}" if i else "",
             (
                 f"      config: {{run: 'echo ${{{{ inputs.tag }}}} "
-                f"${{{{ steps.{previous}.outputs.x }}}}'}}"
+                f"${{{{ steps.{previous}.outputs.x }}}}', env: {{A: b, C: d}}, "
+                "mounts: [{source: /a, target: /b}], tags: [a, b, c]}"
             )
             if i
             else "      config: {run: echo}",

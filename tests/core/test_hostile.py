@@ -445,3 +445,12 @@ def test_random_wrong_types_never_raise(parser: str) -> None:
         assert all(d.code != "WFE099" for d in result.diagnostics), [
             str(d) for d in result.diagnostics
         ]
+
+
+def test_node_cap_counts_each_node_once() -> None:
+    """Deeply placed scalars count once: a big, deep but honest file stays under the cap."""
+    depth = 30
+    inner = "[" * depth + ", ".join(["1"] * 3000) + "]" * depth
+    lines = [f"x-{i}: {inner}" for i in range(30)]  # 30 * (3000 + 30) nodes: under the cap
+    result = run("\n".join(lines) + "\n")
+    assert [d.code for d in result.diagnostics] == ["WFE014"]  # no workflow, but no WFE007

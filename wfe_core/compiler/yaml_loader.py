@@ -267,7 +267,7 @@ class _Builder:
         if frame.anchor:
             self.open_anchors.discard(frame.anchor)
         self._register(frame.anchor, node, frame.size, frame.height)
-        self._add(node, frame.size, frame.height)
+        self._add(node, frame.size, frame.height, new=1)
 
     def _merged(self, frame: _Frame) -> tuple[Entry, ...]:
         if not frame.merges:
@@ -294,9 +294,10 @@ class _Builder:
         if anchor:
             self.anchors[anchor] = (node, size, height)
 
-    def _add(self, node: Node, size: int, height: int) -> None:
-        """Attach a finished node (``size`` nodes once expanded, ``height`` collection levels)."""
-        self.nodes += size
+    def _add(self, node: Node, size: int, height: int, new: int | None = None) -> None:
+        """Attach a finished node: ``size`` nodes once expanded, ``height`` collection levels;
+        ``new`` of them not counted yet (a collection's children were counted as they came)."""
+        self.nodes += size if new is None else new
         if self.nodes > MAX_NODES:
             self.report.error(
                 codes.TOO_MANY_NODES,
