@@ -70,6 +70,13 @@ class _Builder:
             return {"anyOf": [{"enum": [m.value for m in tp]}, REFERENCE]}
         if attrs.has(tp):
             return {"$ref": self.ref_base + self.class_def(tp)}
+        supertype = getattr(tp, "__supertype__", None)
+        if supertype is not None:
+            # By convention a NewType called Seconds or Duration is structured from duration
+            # syntax ("30s", "1m30s") by its executor's converter, as the shell executor does.
+            if getattr(tp, "__name__", "") in ("Seconds", "Duration"):
+                return DURATION
+            return self.type_schema(supertype)
         origin, args = get_origin(tp), get_args(tp)
         if origin is typing.Literal:
             return {"anyOf": [{"enum": list(args)}, REFERENCE]}
