@@ -135,3 +135,16 @@ def test_recursive_and_tuple_fields() -> None:
 
 def test_kitchen_sink_is_valid(schema: dict[str, Any]) -> None:
     assert valid(schema, (FIXTURES / "kitchen_sink.yaml").read_text())
+
+
+def test_shell_timeout_accepts_duration_syntax() -> None:
+    import jsonschema
+
+    from wfe_core.executors.shell import plugin as shell_plugin
+    from wfe_core.schema import executor_schema
+
+    schema = executor_schema(shell_plugin)
+    jsonschema.validate({"run": "true", "timeout": "1m30s"}, schema)
+    jsonschema.validate({"run": "true", "timeout": 5}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"run": "true", "timeout": "soon"}, schema)
