@@ -194,10 +194,17 @@ class Connection:
     async def stream(
         self, method: Callable[..., Any], request: Any, *, lease: str | None = None
     ) -> AsyncIterator[Any]:
-        """A server-streaming call, yielded message by message."""
+        """A server-streaming call, yielded message by message (lost cancellations re-raised,
+        as in :meth:`call`)."""
         call = method(request, metadata=self.metadata(lease))
+        task = asyncio.current_task()
         try:
-            async for message in call:
+            while True:
+                before = task.cancelling() if task is not None else 0
+                message = await call.read()
+                raise_if_cancel_lost(task, before)
+                if message is grpc.aio.EOF:
+                    break
                 yield message
         except grpc.RpcError as exc:
             raise self.error(exc, method) from None
