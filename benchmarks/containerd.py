@@ -35,8 +35,12 @@ from wfe_core.contracts import StepContext
 
 
 def ctr(address: str, namespace: str, *args: str) -> None:
-    subprocess.run(["ctr", "-a", address, "-n", namespace, *args], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        ["ctr", "-a", address, "-n", namespace, *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 async def timed(fn: Callable[[], Awaitable[object]]) -> float:
@@ -53,8 +57,10 @@ def timed_sync(fn: Callable[[], object]) -> float:
 
 def show(label: str, ours: list[float], theirs: list[float], their_name: str = "ctr") -> None:
     a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"{label:<44} wfe {a * 1000:8.1f} ms   {their_name} {b * 1000:8.1f} ms   "
-          f"ratio {a / b:5.2f}x  (median of {len(ours)})")
+    print(
+        f"{label:<44} wfe {a * 1000:8.1f} ms   {their_name} {b * 1000:8.1f} ms   "
+        f"ratio {a / b:5.2f}x  (median of {len(ours)})"
+    )
 
 
 async def clean_namespace(address: str, namespace: str) -> None:
@@ -64,8 +70,9 @@ async def clean_namespace(address: str, namespace: str) -> None:
     async with Client(address, namespace=namespace) as client:
         listed = await client.conn.call(client.conn.images.List, images_pb2.ListImagesRequest())
         for image in listed.images:
-            await client.conn.call(client.conn.images.Delete,
-                                   images_pb2.DeleteImageRequest(name=image.name, sync=True))
+            await client.conn.call(
+                client.conn.images.Delete, images_pb2.DeleteImageRequest(name=image.name, sync=True)
+            )
 
 
 async def bench(address: str, images: TestImages, rounds: int) -> None:
@@ -76,11 +83,17 @@ async def bench(address: str, images: TestImages, rounds: int) -> None:
     async with Client(address, namespace=ns) as client:
         image = await client.ensure_image(busybox)
         await client.run(image, RunOptions(args=["true"]))  # warm-up
-        ours = [await timed(lambda: client.run(image, RunOptions(args=["true"])))
-                for _ in range(rounds)]
-    theirs = [timed_sync(lambda: ctr(address, ns, "run", "--rm", busybox,
-                                     f"bench-{secrets.token_hex(4)}", "true"))
-              for _ in range(rounds)]
+        ours = [
+            await timed(lambda: client.run(image, RunOptions(args=["true"]))) for _ in range(rounds)
+        ]
+    theirs = [
+        timed_sync(
+            lambda: ctr(
+                address, ns, "run", "--rm", busybox, f"bench-{secrets.token_hex(4)}", "true"
+            )
+        )
+        for _ in range(rounds)
+    ]
     show("trivial container (true)", ours, theirs, "ctr run --rm")
 
     # 2. cold pull of the large image
@@ -91,20 +104,30 @@ async def bench(address: str, images: TestImages, rounds: int) -> None:
         async with Client(address, namespace=mine) as client:
             ours.append(await timed(lambda: client.pull(large)))
         await clean_namespace(address, mine)
-        theirs.append(timed_sync(
-            lambda ns_=other: ctr(address, ns_, "images", "pull", "--plain-http", large)))
+        theirs.append(
+            timed_sync(lambda ns_=other: ctr(address, ns_, "images", "pull", "--plain-http", large))
+        )
         await clean_namespace(address, other)
     show("cold pull of 'large' (~60 MB, 4+1 layers)", ours, theirs, "ctr image pull")
 
     # 3. 20 steps in parallel vs in sequence
-    config = ContainerdConfig(image=busybox, command=["true"], containerd_addr=address,
-                              namespace=ns)
+    config = ContainerdConfig(
+        image=busybox, command=["true"], containerd_addr=address, namespace=ns
+    )
     workspace = Path("/tmp")
 
     def ctx(i: int) -> StepContext:
-        return StepContext(run_id="bench", workflow_id="bench", step_name=f"s{i}", attempt=1,
-                           config=config, inputs={}, outputs={}, workspace=workspace,
-                           base_dir=workspace)
+        return StepContext(
+            run_id="bench",
+            workflow_id="bench",
+            step_name=f"s{i}",
+            attempt=1,
+            config=config,
+            inputs={},
+            outputs={},
+            workspace=workspace,
+            base_dir=workspace,
+        )
 
     async def one(i: int) -> object:
         return await plugin.create(config).run(ctx(i))  # type: ignore[misc]
