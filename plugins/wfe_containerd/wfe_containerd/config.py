@@ -48,10 +48,15 @@ class TLS:
 
 @attrs.frozen
 class RegistryAuth:
-    """Credentials for one registry host. The password never appears in a repr or a log."""
+    """Credentials for one registry host. The password never appears in a repr or a log.
+
+    The host is the ``registry_auth`` key, or ``registry`` when set: mapping keys are not
+    interpolated, so ``registry: "${{ inputs.registry }}"`` is how a templated host is given.
+    """
 
     username: str
     password: str = attrs.field(repr=False)
+    registry: str | None = None
 
 
 @attrs.frozen

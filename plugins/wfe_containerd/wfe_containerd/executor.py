@@ -17,7 +17,6 @@ from wfe_containerd.config import (
     parse_memory,
     validate,
 )
-
 from wfe_core.contracts import (
     ExecutionResult,
     ExecutorPlugin,
@@ -93,7 +92,8 @@ class ContainerdStep(StepBody):
             "wfe.attempt": str(ctx.attempt),
         }
         credentials = {
-            host: Credentials(a.username, a.password) for host, a in cfg.registry_auth.items()
+            (a.registry or host): Credentials(a.username, a.password)
+            for host, a in cfg.registry_auth.items()
         }
 
         def on_progress(p: PullProgress) -> None:
