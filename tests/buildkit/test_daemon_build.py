@@ -7,14 +7,17 @@ match it byte for byte with modes and symlinks.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tarfile
 from pathlib import Path
 
 import pytest
 from wfe_buildkit.client import Client, Export, VertexEvent
+from wfe_buildkit.engine import DockerEngine
 
 from tests.buildkit.trees import make_tree, snapshot
+from tests.harness import DockerDaemon
 
 pytestmark = pytest.mark.daemon
 
@@ -148,13 +151,21 @@ async def test_dockerfile_outside_context_target_args_labels(
 
 
 async def test_moby_export_gives_image_id(
-    tmp_path: Path, bk_address: str, busybox: str, docker_daemon: object
+    tmp_path: Path, bk_address: str, busybox: str, docker_daemon: DockerDaemon
 ) -> None:
     make_tree(tmp_path, {"Dockerfile": f"FROM {busybox}\nLABEL x=y\n"})
     async with Client(bk_address) as bk:
-        result = await bk.build(tmp_path, exports=[Export.moby(["wfe-test/moby:1"])])
+        result = await bk.build(
+            tmp_path, labels={"org.wfe.label": "from-config"},
+            exports=[Export.moby(["wfe-test/moby:1"])],
+        )
     assert result.digest and result.digest.startswith("sha256:")
     assert result.config_digest == result.digest
+    engine = DockerEngine(docker_daemon.socket, "test")
+    status, image = await asyncio.wait_for(engine.get_json("/images/wfe-test/moby:1/json"), 10)
+    assert status == 200
+    assert image["Id"] == result.digest
+    assert image["Config"]["Labels"] == {"x": "y", "org.wfe.label": "from-config"}
 
 
 async def test_session_over_control_stream(

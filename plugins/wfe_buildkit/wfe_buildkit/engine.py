@@ -142,6 +142,18 @@ class DockerEngine:
             )
         return headers.get("api-version", "")
 
+    async def get_json(self, path: str) -> tuple[int, Any]:
+        """``GET path``; the status and the decoded JSON body (None when not JSON)."""
+        status, headers, reader, writer = await self.request("GET", path)
+        try:
+            body = b"".join([c async for c in _body_chunks(reader, headers)])
+        finally:
+            writer.close()
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, None
+
     async def upgrade(
         self, path: str, headers: Sequence[tuple[str, str]] = ()
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
