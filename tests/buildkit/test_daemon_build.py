@@ -183,3 +183,18 @@ async def test_session_over_control_stream(
             exports=[Export.local(tmp_path / "out")],
         )
     assert (tmp_path / "out" / "c" / "x").read_text() == "x\n"
+
+
+async def test_concurrent_builds_share_one_client(
+    tmp_path: Path, bk_address: str, busybox: str, no_session_leaks: object
+) -> None:
+    contexts = []
+    for name in ("one", "two", "three"):
+        make_tree(tmp_path / name, {"Dockerfile": f"FROM {busybox}\nCOPY f /f\n", "f": name})
+        contexts.append(tmp_path / name)
+    async with Client(bk_address) as bk:
+        await asyncio.gather(
+            *(bk.build(c, exports=[Export.local(tmp_path / f"out-{c.name}")]) for c in contexts)
+        )
+    for c in contexts:
+        assert (tmp_path / f"out-{c.name}" / "f").read_text() == c.name

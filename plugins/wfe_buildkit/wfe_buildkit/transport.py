@@ -184,6 +184,7 @@ class Transport:
         self.engine: DockerEngine | None = None
         self.relay: UpgradeRelay | None = None
         self._channel: grpc.aio.Channel | None = None
+        self._lock: asyncio.Lock | None = None
         #: Attach sessions with ``Control.Session`` even on Docker Engine (which also serves it
         #: over /grpc); by default Docker sessions use the ``POST /session`` upgrade like buildx.
         self.session_over_control = False
@@ -196,6 +197,15 @@ class Transport:
         """The channel, created on first use (after any fork, as grpcio requires)."""
         if self._channel is not None:
             return self._channel
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # concurrent first uses share one channel and one relay
+            if self._channel is None:
+                await self._open()
+            assert self._channel is not None
+            return self._channel
+
+    async def _open(self) -> None:
         address = self.address
         if address.kind == "docker":
             assert self.engine is not None
@@ -226,7 +236,6 @@ class Transport:
                 )
             else:
                 self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-        return self._channel
 
     def describe_failure(self, error: grpc.aio.AioRpcError) -> DaemonConnectionError:
         """Turn a transport-level RPC error into an error naming the address and a hint."""
