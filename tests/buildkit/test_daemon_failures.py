@@ -137,3 +137,11 @@ async def test_default_network_on_bridgeless_daemon_gets_a_hint(
             await bk.build(tmp_path, no_cache=True)
     assert "network bridge not found" in str(info.value)
     assert "hint: " in str(info.value) and "network: none" in str(info.value)
+
+
+async def test_wait_for_ready_gives_up_at_deadline(tmp_path: Path) -> None:
+    started = time.monotonic()
+    async with Client(f"unix://{tmp_path}/not-yet.sock") as bk:
+        with pytest.raises(DaemonConnectionError, match=r"not ready after 0.5s: no socket"):
+            await bk.wait_for_ready(timeout=0.5)
+    assert 0.4 < time.monotonic() - started < 3
