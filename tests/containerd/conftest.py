@@ -67,7 +67,9 @@ def make_ctx(tmp_path: Path, recorder: Recorder) -> Callable[..., StepContext]:
     return make
 
 
-async def our_leftovers(address: str, namespace: str, pid: int | None = None) -> list[str]:
+async def our_leftovers(
+    address: str, namespace: str, pid: int | None = None, *, any_owner: bool = False
+) -> list[str]:
     """Every container, task, lease, active snapshot and FIFO dir of this process that exists."""
     from wfe_containerd import labels as owner
     from wfe_containerd._pb.services import (
@@ -82,7 +84,7 @@ async def our_leftovers(address: str, namespace: str, pid: int | None = None) ->
     found: list[str] = []
     try:
         pid = pid if pid is not None else os.getpid()
-        mine = f'labels."{owner.PID}"=={pid}'
+        mine = f'labels."{owner.PID}"' if any_owner else f'labels."{owner.PID}"=={pid}'
         containers = await conn.call(
             conn.containers.List, containers_pb2.ListContainersRequest(filters=[mine])
         )
@@ -99,7 +101,7 @@ async def our_leftovers(address: str, namespace: str, pid: int | None = None) ->
             ]
     finally:
         await conn.close()
-    prefix = f"wfe-containerd-{pid}-"
+    prefix = "wfe-containerd-" if any_owner else f"wfe-containerd-{pid}-"
     found += [f"dir {p}" for p in Path(tempfile.gettempdir()).glob(prefix + "*")]
     return found
 
