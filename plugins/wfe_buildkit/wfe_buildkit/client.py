@@ -44,9 +44,24 @@ from wfe_buildkit.errors import (
     UnsupportedByDaemon,
 )
 from wfe_buildkit.filesync import TransferStats
-from wfe_buildkit.progress import LogEvent, StatusEvent, TransferEvent, VertexEvent, render_plain
+from wfe_buildkit.progress import (
+    LogEvent,
+    StatusEvent,
+    TransferEvent,
+    VertexEvent,
+    WarningEvent,
+    render_plain,
+)
 from wfe_buildkit.session import RegistryCredentials, SessionService
-from wfe_buildkit.solve import CacheEntry, Export, SolveOpt, SolveResult, run_solve
+from wfe_buildkit.solve import (
+    MOBY_MULTI_PLATFORM,
+    CacheEntry,
+    Export,
+    SolveOpt,
+    SolveResult,
+    requested_platforms,
+    run_solve,
+)
 from wfe_buildkit.transport import Transport
 
 CONNECT_TIMEOUT = 5.0
@@ -197,12 +212,48 @@ class Client:
         progress: Callable[[StatusEvent], None] | None = None,
         locate: Callable[[str], str | None] | None = None,
     ) -> SolveResult:
-        """Run one solve (any frontend). Cancellation cancels the build on the daemon."""
-        await self.ping()
+        """Run one solve (any frontend). Cancellation cancels the build on the daemon.
+
+        A multi-platform ``moby`` export is refused before anything is built when the engine's
+        image store cannot hold it (Docker's classic store; only the containerd image store can):
+        otherwise the daemon would build every platform and only then fail at the export.
+        """
+        workers = await self.ping()
+        platforms = requested_platforms(opt)
+        multi_moby = len(platforms) > 1 and any(e.type == "moby" for e in opt.exports)
+        if multi_moby and not await self._engine_stores_indexes():
+            raise UnsupportedByDaemon(MOBY_MULTI_PLATFORM.format(platforms=", ".join(platforms)))
+        native: list[str] = []
+        for worker in workers:
+            for platform in worker.platforms:
+                base = "/".join(platform.split("/")[:2])
+                if base not in native:
+                    native.append(base)
         try:
-            return await run_solve(self.transport, opt, on_event=progress, locate=locate)
+            return await run_solve(
+                self.transport, opt, on_event=progress, locate=locate, native_platforms=native
+            )
         except grpc.aio.AioRpcError as error:
             raise self.transport.describe_failure(error) from None
+
+    async def _engine_stores_indexes(self) -> bool:
+        """Whether Docker Engine uses the containerd image store (``driver-type
+        io.containerd.snapshotter.v1`` in ``/info``), the only one that holds image indexes."""
+        from wfe_buildkit.engine import EngineHTTPError
+
+        engine = self.transport.engine
+        if engine is None:
+            return True
+        try:
+            status, info = await engine.get_json("/info")
+        except (OSError, EngineHTTPError, DaemonConnectionError):
+            return True  # unknown: let the daemon decide
+        if status != 200 or not isinstance(info, dict):
+            return True
+        for entry in info.get("DriverStatus") or ():
+            if isinstance(entry, list) and len(entry) == 2 and "containerd" in str(entry[1]):
+                return True
+        return False
 
     async def build(
         self,
@@ -315,6 +366,7 @@ __all__ = [
     "TransferEvent",
     "UnsupportedByDaemon",
     "VertexEvent",
+    "WarningEvent",
     "Worker",
     "render_plain",
 ]

@@ -10,7 +10,9 @@ the workflow file's directory. Validators run before anything executes and accep
 Diagnostic codes: BK001 push without tags, BK002 unknown output_type, BK003 output_dest missing,
 BK004 TLS file missing / TLS without tcp, BK005 bad tag, BK006 bad network, BK007 bad address,
 BK008 context/Dockerfile missing, BK009 bad timeout, BK010 bad registry_auth/secrets/ssh entry,
-BK011 bad cache_from/cache_to entry.
+BK011 bad cache_from/cache_to entry, BK012 bad ``platforms`` entry (an error for bad syntax or
+an unknown architecture, a warning for an alias such as ``x86_64`` that BuildKit normalizes, or a
+multi-platform ``moby`` output, which Docker's classic image store cannot hold).
 """
 
 from __future__ import annotations
@@ -36,6 +38,15 @@ _DIGEST = r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{
 _REFERENCE = re.compile(
     rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*{_TAG}{_DIGEST}$"
 )
+_PLATFORM = re.compile(r"^([a-z0-9]+)/([a-z0-9_]+)(?:/([a-z0-9]+))?$")
+#: GOOS values BuildKit can target, and GOARCH values (containerd's platforms package).
+OPERATING_SYSTEMS = ("linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "illumos",
+                     "solaris", "aix", "dragonfly", "plan9", "js", "wasip1")
+ARCHITECTURES = ("amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64",
+                 "mips64le", "mips64", "mipsle", "mips", "loong64", "wasm")
+#: Names people use that BuildKit normalizes (containerd's platforms.Normalize).
+ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm/v7",
+                "armel": "arm/v6", "i386": "386", "i686": "386"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 
 
@@ -174,6 +185,62 @@ def _check_basics(config: BuildkitConfig, vc: ValidationContext) -> Iterator[Dia
             yield vc.error("BK009", str(exc), "timeout")
 
 
+def _check_platforms(config: BuildkitConfig, vc: ValidationContext) -> Iterator[Diagnostic]:
+    """``os/arch[/variant]`` entries: caught here, before a build that would fail (or worse, run
+    under the wrong name) on the daemon; the daemon's own parse error names no step."""
+    import difflib
+
+    seen: set[str] = set()
+    literal = [p for p in config.platforms if not has_reference(p)]
+    for index, entry in enumerate(config.platforms):
+        if has_reference(entry):
+            continue
+        match = _PLATFORM.match(entry.strip())
+        if not match:
+            yield vc.error(
+                "BK012", f"platform {entry!r} is not os/arch[/variant]", "platforms", index,
+                hint="e.g. linux/amd64, linux/arm64, linux/arm/v7",
+            )
+            continue
+        os_name, arch, variant = match.groups()
+        if os_name not in OPERATING_SYSTEMS:
+            near = difflib.get_close_matches(os_name, OPERATING_SYSTEMS, 1)
+            yield vc.error(
+                "BK012", f"platform {entry!r}: unknown operating system {os_name!r}",
+                "platforms", index,
+                hint=f"did you mean {near[0]}/{arch}?" if near else "use e.g. linux/amd64",
+            )
+        elif arch in ARCH_ALIASES:
+            canonical = f"{os_name}/{ARCH_ALIASES[arch]}"
+            yield vc.warning(
+                "BK012", f"platform {entry!r} uses the alias {arch!r}; BuildKit builds it as "
+                f"{canonical}", "platforms", index, hint=f"write {canonical}",
+            )
+        elif arch not in ARCHITECTURES:
+            near = difflib.get_close_matches(arch, ARCHITECTURES, 1)
+            yield vc.error(
+                "BK012", f"platform {entry!r}: unknown architecture {arch!r}", "platforms", index,
+                hint=(f"did you mean {os_name}/{near[0]}?" if near else
+                      "known: " + ", ".join(ARCHITECTURES)),
+            )
+        key = entry.strip() if variant else f"{os_name}/{arch}"
+        if key in seen:
+            yield vc.error(
+                "BK012", f"platform {entry!r} is listed twice", "platforms", index,
+            )
+        seen.add(key)
+    if len(literal) > 1 and config.output_type == "moby":
+        yield vc.warning(
+            "BK012",
+            "output_type 'moby' with several platforms needs Docker's containerd image store; "
+            "the classic image store (Docker 20.10's, and later engines' unless the containerd "
+            "store is enabled) refuses it",
+            "output_type",
+            hint="use output_type local/tar (a directory per platform), or a standalone buildkitd "
+            "with output_type image (push: true pushes an image index) or oci",
+        )
+
+
 def _check_address(config: BuildkitConfig, vc: ValidationContext) -> Iterator[Diagnostic]:
     from wfe_buildkit.address import parse_address
     from wfe_buildkit.errors import InvalidRequest
@@ -267,11 +334,16 @@ def _check_session_options(
             yield vc.error(code, str(exc), key)
 
 
-VALIDATORS = (_check_basics, _check_address, _check_paths, _check_session_options)
+VALIDATORS = (
+    _check_basics, _check_platforms, _check_address, _check_paths, _check_session_options
+)
 
 __all__ = [
+    "ARCHITECTURES",
+    "ARCH_ALIASES",
     "FILE_OUTPUTS",
     "NETWORKS",
+    "OPERATING_SYSTEMS",
     "OUTPUT_TYPES",
     "VALIDATORS",
     "BuildkitConfig",

@@ -56,7 +56,9 @@ class BuildFailed(BuildkitError):
 
     ``vertex`` is the name of the failing step (``[3/3] RUN make``), ``location`` a
     ``Dockerfile:LINE`` string when it could be determined, ``logs`` the failing step's last output
-    lines and ``daemon_message`` the daemon's error text, verbatim.
+    lines and ``daemon_message`` the daemon's error text, verbatim. ``platform`` is the target
+    platform the failing step was built for (``linux/arm64``) when the build had explicit
+    platforms: in a multi-platform build the daemon's own message rarely says which one failed.
     """
 
     def __init__(
@@ -69,8 +71,10 @@ class BuildFailed(BuildkitError):
         exit_code: int | None = None,
         syntax_error: bool = False,
         hint: str | None = None,
+        platform: str | None = None,
     ) -> None:
         self.daemon_message = daemon_message
+        self.platform = platform
         self.vertex = vertex
         self.location = location
         self.logs = tuple(logs)
@@ -84,6 +88,8 @@ class BuildFailed(BuildkitError):
             where = f" at {self.location}" if self.location else ""
             return f"Dockerfile syntax error{where}: {self.daemon_message}"
         head = "build failed"
+        if self.platform:
+            head += f" for {self.platform}"
         if self.vertex:
             head += f" at {self.vertex}"
         if self.location:

@@ -3,12 +3,17 @@
 Status messages are deltas: the same vertex arrives many times, may complete more than once
 (``FROM`` does) and its logs may arrive before or after it completes. :class:`ProgressTracker`
 merges them, numbers vertices in first-seen order (``#1``, ``#2``...) and reports transitions
-only. It also keeps the last lines of each vertex's output, which a failed build shows.
+only. It also keeps the last lines of each vertex's output, which a failed build shows, and
+each vertex's inputs, so that a failure in a multi-platform build can be attributed to its target
+platform (BuildKit names only some vertices ``[linux/arm64 1/2] ...``; a ``RUN`` in a ``FROM
+scratch`` stage, for one, carries no platform in its name, but its inputs do). Warnings
+(BuildKit >= 0.13, e.g. ``InvalidBaseImagePlatform``) become :class:`WarningEvent`.
 """
 
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +57,28 @@ class TransferEvent:
     completed: bool
 
 
-StatusEvent = VertexEvent | LogEvent | TransferEvent
+@attrs.frozen
+class WarningEvent:
+    """A build warning (``InvalidBaseImagePlatform: Base image ... was pulled with platform
+    "linux/amd64", expected "linux/arm64" ...``); daemons before BuildKit v0.13 send none."""
+
+    digest: str
+    number: int
+    message: str
+    detail: str = ""
+
+
+StatusEvent = VertexEvent | LogEvent | TransferEvent | WarningEvent
+
+#: ``[linux/arm64 1/2] RUN ...``, ``[linux/arm64/v8 internal] load metadata ...``,
+#: ``[linux/amd64 builder 2/3] ...``: BuildKit's platform prefix of vertex names.
+_PLATFORM_PREFIX = re.compile(r"^\[([a-z][a-z0-9]*/[a-z0-9_]+(?:/[a-z0-9]+)?)[ \]]")
+
+
+def vertex_platform(name: str) -> str | None:
+    """The target platform in a vertex name's ``[os/arch ...]`` prefix, if it has one."""
+    match = _PLATFORM_PREFIX.match(name)
+    return match.group(1) if match else None
 
 
 @attrs.define
@@ -67,6 +93,7 @@ class _Vertex:
     tail: collections.deque[str] = attrs.field(factory=lambda: collections.deque(maxlen=LOG_TAIL))
     partial: dict[int, str] = attrs.field(factory=dict)
     announced: bool = False
+    inputs: tuple[str, ...] = ()
 
 
 def _seconds(ts: Any) -> float | None:
@@ -81,6 +108,7 @@ class ProgressTracker:
     def __init__(self, emit: Callable[[StatusEvent], None] | None = None) -> None:
         self.emit = emit or (lambda _event: None)
         self.vertices: dict[str, _Vertex] = {}
+        self.warnings: list[str] = []
 
     def _vertex(self, digest: str) -> _Vertex:
         vertex = self.vertices.get(digest)
@@ -95,6 +123,8 @@ class ProgressTracker:
             vertex = self._vertex(v.digest)
             if v.name:
                 vertex.name = v.name
+            if v.inputs:
+                vertex.inputs = tuple(v.inputs)
             started = _seconds(v.started) if v.HasField("started") else None
             completed = _seconds(v.completed) if v.HasField("completed") else None
             if started is not None and vertex.started is None:
@@ -141,6 +171,17 @@ class ProgressTracker:
                 vertex.partial[stream] = rest
             for line in lines:
                 self._line(vertex, stream, line)
+        for w in getattr(response, "warnings", ()):
+            number = self._vertex(w.vertex).number if w.vertex else 0
+            self.warnings.append(w.short.decode("utf-8", "replace"))
+            self.emit(
+                WarningEvent(
+                    w.vertex,
+                    number,
+                    w.short.decode("utf-8", "replace"),
+                    "\n".join(d.decode("utf-8", "replace") for d in w.detail),
+                )
+            )
 
     def _line(self, vertex: _Vertex, stream: int, line: str) -> None:
         line = line.rstrip("\r")
@@ -164,6 +205,24 @@ class ProgressTracker:
             return real[0]
         return failed[-1] if failed else None
 
+    def platform_of(self, digest: str) -> str | None:
+        """The target platform a vertex was built for: from its own name's ``[os/arch ...]``
+        prefix, else from its nearest ancestor's (breadth first through ``inputs``)."""
+        seen = {digest}
+        queue = collections.deque([digest])
+        while queue:
+            vertex = self.vertices.get(queue.popleft())
+            if vertex is None:
+                continue
+            platform = vertex_platform(vertex.name)
+            if platform:
+                return platform
+            for parent in vertex.inputs:
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+        return None
+
 
 def render_plain(event: StatusEvent) -> tuple[str, str] | None:
     """A buildctl ``--progress=plain`` style line and its stream, or None for noise."""
@@ -181,6 +240,9 @@ def render_plain(event: StatusEvent) -> tuple[str, str] | None:
         return "stderr", f"{n} ERROR: {event.error}"
     if isinstance(event, LogEvent):
         return event.stream, f"#{event.number} {event.line}"
+    if isinstance(event, WarningEvent):
+        prefix = f"#{event.number} " if event.number else ""
+        return "stderr", f"{prefix}WARNING: {event.message}"
     if event.completed and event.id:
         size = f" {_bytes(event.current)}" if event.current else ""
         return "stderr", f"#{event.number} {event.id}{size} done"
@@ -202,5 +264,7 @@ __all__ = [
     "StatusEvent",
     "TransferEvent",
     "VertexEvent",
+    "WarningEvent",
     "render_plain",
+    "vertex_platform",
 ]

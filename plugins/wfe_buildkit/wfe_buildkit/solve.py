@@ -168,6 +168,36 @@ _PREFIX = re.compile(r"^(rpc error: code = \w+ desc = )+")
 _PARSE = re.compile(r"(?:dockerfile )?parse error (?:on )?line (\d+): (.*)", re.S)
 _EXIT = re.compile(r"exit code: (\d+)")
 _NOT_FOUND = re.compile(r'exporter "?(\w+)"? could not be found')
+_MULTI_REF = "exporting multiple references to image store is currently unsupported"
+_EXEC_FORMAT = "exec format error"
+
+MOBY_MULTI_PLATFORM = (
+    "Docker Engine's image store cannot hold a multi-platform image ({platforms}): its classic "
+    "image store keeps one platform per image name (the daemon refuses with \"exporting multiple "
+    "references to image store is currently unsupported\"). Use output_type local or tar (one "
+    "directory per platform, linux_amd64/, linux_arm64/...), build one platform per step, or use "
+    "a standalone buildkitd with output_type image (push: true pushes an image index) or oci"
+)
+
+
+def requested_platforms(opt: SolveOpt) -> list[str]:
+    """The target platforms of a Dockerfile solve (frontend attribute ``platform``)."""
+    return [p.strip() for p in opt.frontend_attrs.get("platform", "").split(",") if p.strip()]
+
+
+def emulation_hint(platform: str | None, native: Sequence[str]) -> str:
+    """What to do about ``exec format error``: the daemon ran a binary of a foreign platform."""
+    target = platform or "the target platform"
+    arch = platform.split("/")[1] if platform and "/" in platform else "that architecture"
+    text = (
+        f"the daemon cannot run {target} binaries: no emulation for {arch} is installed on the "
+        "daemon's host (register binfmt_misc handlers with QEMU, e.g. the qemu-user-static "
+        f"package or `docker run --privileged --rm tonistiigi/binfmt --install {arch}`), "
+        f"or remove {target} from platforms"
+    )
+    if native:
+        text += f"; the daemon's workers build natively for {', '.join(native)}"
+    return text
 
 
 def clean_message(details: str) -> str:
@@ -206,8 +236,16 @@ def failure_from(
     tracker: ProgressTracker,
     locate: Callable[[str], str | None] | None,
     session: SessionServer,
+    *,
+    platforms: Sequence[str] = (),
+    native_platforms: Sequence[str] = (),
 ) -> BuildkitError:
-    """Build the most useful error for a failed ``Solve``."""
+    """Build the most useful error for a failed ``Solve``.
+
+    ``platforms`` are the requested target platforms: the failing step's platform comes from the
+    vertex names (``[linux/arm64 2/2] RUN ...``, or an input's), or is the only requested one.
+    ``native_platforms`` (the workers') go into the hint for ``exec format error``.
+    """
     message = clean_message(error.details() or "")
     parse = _PARSE.search(message)
     if parse:
@@ -223,6 +261,10 @@ def failure_from(
             f"the daemon has no {missing.group(1)!r} exporter ({message}); Docker Engine's "
             "embedded BuildKit offers moby, local and tar"
         )
+    if _MULTI_REF in message:
+        return UnsupportedByDaemon(
+            MOBY_MULTI_PLATFORM.format(platforms=", ".join(platforms) or "several platforms")
+        )
     if session.errors and ("export" in message or "session" in message):
         return SessionError(f"{session.errors[0]} (daemon: {message})")
     vertex = tracker.failed_vertex()
@@ -231,8 +273,18 @@ def failure_from(
     if location is None and name and locate is not None:
         location = locate(name)
     exit_match = _EXIT.search(message)
+    platform = tracker.platform_of(vertex.digest) if vertex else None
+    if platform is None and len(platforms) == 1:
+        platform = platforms[0]
+    logs = list(vertex.tail) if vertex else []
     hint = None
-    if "network bridge not found" in message:
+    if _EXEC_FORMAT in message or any(_EXEC_FORMAT in line for line in logs):
+        hint = emulation_hint(platform, native_platforms)
+    elif "lint violation" in message and tracker.warnings:
+        hint = "the Dockerfile's check=error=true makes these warnings errors: " + "; ".join(
+            tracker.warnings
+        )
+    elif "network bridge not found" in message:
         hint = (
             "the daemon has no default bridge network (e.g. dockerd --bridge=none); "
             "build with network: none or network: host"
@@ -243,9 +295,10 @@ def failure_from(
         message,
         vertex=name,
         location=location,
-        logs=list(vertex.tail) if vertex else [],
+        logs=logs,
         exit_code=int(exit_match.group(1)) if exit_match else None,
         hint=hint,
+        platform=platform if platforms else None,
     )
 
 
@@ -265,6 +318,7 @@ async def run_solve(
     *,
     on_event: Callable[[StatusEvent], None] | None = None,
     locate: Callable[[str], str | None] | None = None,
+    native_platforms: Sequence[str] = (),
 ) -> SolveResult:
     """Run one solve against ``transport``'s daemon (see module docstring)."""
     for name, directory in opt.local_dirs.items():
@@ -300,7 +354,10 @@ async def run_solve(
                     raise transport.describe_failure(error) from None
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(status_task), 2.0)
-                raise failure_from(error, tracker, locate, session) from None
+                raise failure_from(
+                    error, tracker, locate, session,
+                    platforms=requested_platforms(opt), native_platforms=native_platforms,
+                ) from None
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(status_task), STATUS_DRAIN_SECONDS)
         finally:
@@ -313,6 +370,7 @@ async def run_solve(
 
 
 __all__ = [
+    "MOBY_MULTI_PLATFORM",
     "CacheEntry",
     "Export",
     "SolveOpt",
