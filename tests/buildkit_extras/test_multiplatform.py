@@ -23,6 +23,8 @@ import json
 import platform as host
 import shutil
 import struct
+import subprocess
+import sys
 import tarfile
 import time
 import urllib.request
@@ -58,6 +60,7 @@ from wfe_core.contracts import (
 )
 
 PLATFORMS = ["linux/amd64", "linux/arm64"]
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "buildkit"
 _NATIVE = {"x86_64": "amd64", "aarch64": "arm64"}.get(host.machine())
 #: ELF e_machine of the architecture the daemon cannot run natively.
 _FOREIGN = {"amd64": ("arm64", 183), "arm64": ("amd64", 62)}.get(_NATIVE or "")
@@ -168,6 +171,7 @@ async def test_moby_multi_platform_refused_before_building(
                 exports=[Export.moby([f"{registry.host}/wfe/multi:1"])],
             )
     text = str(info.value)
+    assert text.startswith(docker_address(docker_daemon.socket))
     assert "multi-platform image (linux/amd64, linux/arm64)" in text
     assert "output_type local or tar" in text and "standalone buildkitd" in text
     assert not recorded.events  # refused up front: nothing was built
@@ -209,6 +213,24 @@ async def test_failing_platform_is_named(
     assert "exec format error" in text
     assert f"the daemon cannot run {foreign} binaries: no emulation" in text
     assert "binfmt" in text and f"linux/{_NATIVE}" in text.split("natively for")[1]
+
+
+@pytest.mark.daemon
+def test_example_workflow(tmp_path: Path, docker_daemon: DockerDaemon) -> None:
+    """examples/buildkit/multiplatform.yaml through ``wfe run`` (the index step is skipped)."""
+    example = tmp_path / "example"
+    shutil.copytree(EXAMPLE, example, symlinks=True, ignore=shutil.ignore_patterns("out"))
+    proc = subprocess.run(
+        [sys.executable, "-c", "from wfe_core.cli import main; main()", "run",
+         str(example / "multiplatform.yaml"), "-i",
+         f"buildkit_addr={docker_address(docker_daemon.socket)}", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = json.loads(proc.stdout)["steps"]
+    assert "built for linux/amd64\nbuilt for linux/arm64" in steps["report"]["outputs"]["stdout"]
+    out = Path(steps["per-platform"]["outputs"]["output_dest"])
+    assert sorted(p.name for p in out.iterdir()) == ["linux_amd64", "linux_arm64"]
 
 
 # --- standalone buildkitd (not in CI) --------------------------------------------------------

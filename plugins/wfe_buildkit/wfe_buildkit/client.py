@@ -222,7 +222,10 @@ class Client:
         platforms = requested_platforms(opt)
         multi_moby = len(platforms) > 1 and any(e.type == "moby" for e in opt.exports)
         if multi_moby and not await self._engine_stores_indexes():
-            raise UnsupportedByDaemon(MOBY_MULTI_PLATFORM.format(platforms=", ".join(platforms)))
+            raise UnsupportedByDaemon(
+                f"{self.address.raw}: "
+                + MOBY_MULTI_PLATFORM.format(platforms=", ".join(platforms))
+            )
         native: list[str] = []
         for worker in workers:
             for platform in worker.platforms:

@@ -7,7 +7,8 @@ only. It also keeps the last lines of each vertex's output, which a failed build
 each vertex's inputs, so that a failure in a multi-platform build can be attributed to its target
 platform (BuildKit names only some vertices ``[linux/arm64 1/2] ...``; a ``RUN`` in a ``FROM
 scratch`` stage, for one, carries no platform in its name, but its inputs do). Warnings
-(BuildKit >= 0.13, e.g. ``InvalidBaseImagePlatform``) become :class:`WarningEvent`.
+(newer BuildKit, e.g. ``InvalidBaseImagePlatform``; Docker 20.10 sends none) become
+:class:`WarningEvent`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class TransferEvent:
 @attrs.frozen
 class WarningEvent:
     """A build warning (``InvalidBaseImagePlatform: Base image ... was pulled with platform
-    "linux/amd64", expected "linux/arm64" ...``); daemons before BuildKit v0.13 send none."""
+    "linux/amd64", expected "linux/arm64" ...``); older daemons (Docker 20.10's) send none."""
 
     digest: str
     number: int
