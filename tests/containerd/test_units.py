@@ -468,3 +468,16 @@ async def test_a_cancellation_swallowed_by_the_call_is_reraised(tmp_path: Path) 
             await task
     finally:
         await conn.close()
+
+
+def test_pull_progress_lines_name_the_blob_kind() -> None:
+    from wfe_containerd.executor import _blob_kind
+
+    assert _blob_kind("application/vnd.docker.image.rootfs.diff.tar.gzip") == "layer"
+    assert _blob_kind("application/vnd.oci.image.layer.v1.tar+gzip") == "layer"
+    assert _blob_kind("application/vnd.docker.container.image.v1+json") == "config"
+    assert _blob_kind("application/vnd.oci.image.config.v1+json") == "config"
+    assert _blob_kind("application/vnd.docker.distribution.manifest.list.v2+json") == "index"
+    assert _blob_kind("application/vnd.oci.image.index.v1+json") == "index"
+    assert _blob_kind("application/vnd.docker.distribution.manifest.v2+json") == "manifest"
+    assert _blob_kind("") == "blob"

@@ -102,7 +102,9 @@ class ContainerdStep(StepBody):
                     "pull",
                     p.digest,
                     {
-                        "name": p.image,
+                        # One line per blob: say which blob, not only which image.
+                        "name": f"{p.image} {_blob_kind(p.media_type)} "
+                        f"{p.digest.partition(':')[2][:12]}",
                         "state": p.status,
                         "current": p.current,
                         "total": p.total,
@@ -181,3 +183,16 @@ plugin = ExecutorPlugin(
 )
 
 __all__ = ["ContainerdStep", "plugin"]
+
+
+def _blob_kind(media_type: str) -> str:
+    """``layer``, ``config``, ``manifest`` or ``index`` for a pull progress line."""
+    markers = (
+        ("layer", "layer"), ("rootfs", "layer"),  # OCI / Docker layer media types
+        ("config", "config"), ("container.image", "config"),
+        ("index", "index"), ("manifest.list", "index"), ("manifest", "manifest"),
+    )
+    for marker, kind in markers:
+        if marker in media_type:
+            return kind
+    return "blob"
