@@ -124,6 +124,7 @@ def _emit_progress(ctx: StepContext, event: Any) -> None:
 async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str, JSONValue]:
     """Resolve the session plug-ins, run the build, push; the caller maps errors to StepFailed."""
     from wfe_buildkit.build_secrets import load_secrets, parse_secrets, redact, secrets_service
+    from wfe_buildkit.cache_options import resolve_local_paths
     from wfe_buildkit.client import Client, Export, render_plain
     from wfe_buildkit.engine import registry_host, split_tag
     from wfe_buildkit.errors import BuildFailed, BuildkitError, InvalidRequest, UnsupportedByDaemon
@@ -168,19 +169,6 @@ async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str
         if rendered is not None:
             log(rendered[0], clean(rendered[1]))
 
-    def resolve_cache(entries: list[str]) -> list[str]:
-        # local cache directories are client paths: resolve them like every config path
-        out = []
-        for entry in entries:
-            fields = []
-            for part in entry.split(","):
-                key, eq, value = part.partition("=")
-                if eq and key.strip() in ("src", "dest") and "type=local" in entry:
-                    value = str(ctx.resolve_path(value.strip()))
-                fields.append(f"{key}{eq}{value}")
-            out.append(",".join(fields))
-        return out
-
     try:
         async with Client(config.buildkit_addr, tls=tls) as client:
             output_type = config.output_type
@@ -215,8 +203,13 @@ async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str
                     no_cache=config.no_cache,
                     network=config.network,
                     exports=[exports[output_type]()],
-                    cache_from=resolve_cache(config.cache_from),
-                    cache_to=resolve_cache(config.cache_to),
+                    # local cache directories are client paths: resolved like every path
+                    cache_from=resolve_local_paths(
+                        list(config.cache_from), "cache_from", ctx.resolve_path
+                    ),
+                    cache_to=resolve_local_paths(
+                        list(config.cache_to), "cache_to", ctx.resolve_path
+                    ),
                     services=services,
                     progress=progress,
                 )
