@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wfe_buildkit.errors import BuildkitError
+from wfe_buildkit.errors import InvalidConfig, locate_problems
 
 if TYPE_CHECKING:
     import grpc
@@ -38,26 +38,10 @@ REDACTED = "***"
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-#: Where a problem is in the step config (``("secrets", 2)``) and its message.
-Problem = tuple[tuple[str | int, ...], str]
 
 
-def _located(messages: list[str], where: str) -> tuple[Problem, ...]:
-    """Pair each message with its config path, read from its ``where[INDEX]`` prefix."""
-    out: list[Problem] = []
-    for message in messages:
-        match = re.match(rf"^{re.escape(where)}\[(\d+)\]", message)
-        out.append(((where, int(match.group(1))) if match else (where,), message))
-    return tuple(out)
-
-
-class SecretsConfigError(BuildkitError):
+class SecretsConfigError(InvalidConfig):
     """The step's ``secrets`` list is malformed or a declared secret cannot be loaded."""
-
-    def __init__(self, message: str, problems: tuple[Problem, ...] = ()) -> None:
-        super().__init__(message)
-        #: Each problem with its path in the step config, for one diagnostic per entry.
-        self.problems = problems or (((), message),)
 
 
 @attrs.frozen
@@ -142,7 +126,7 @@ def parse_secrets(raw: Any, *, where: str = "secrets") -> tuple[SecretSpec, ...]
                 SecretSpec(id=secret_id, src=Path(src) if src is not None else None, env=env)
             )
     if problems:
-        raise SecretsConfigError("; ".join(problems), _located(problems, where))
+        raise SecretsConfigError("; ".join(problems), locate_problems(problems, where))
     return tuple(specs)
 
 

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from wfe_buildkit.errors import InvalidRequest
+from wfe_buildkit.errors import InvalidConfig, locate_problems
 
 if TYPE_CHECKING:
     from wfe_buildkit._pb import control_pb2
@@ -71,26 +71,10 @@ _REFUSED = {
 }
 
 
-#: Where a problem is in the step config (``("secrets", 2)``) and its message.
-Problem = tuple[tuple[str | int, ...], str]
 
 
-def _located(messages: list[str], where: str) -> tuple[Problem, ...]:
-    """Pair each message with its config path, read from its ``where[INDEX]`` prefix."""
-    out: list[Problem] = []
-    for message in messages:
-        match = re.match(rf"^{re.escape(where)}\[(\d+)\]", message)
-        out.append(((where, int(match.group(1))) if match else (where,), message))
-    return tuple(out)
-
-
-class CacheOptionError(InvalidRequest):
+class CacheOptionError(InvalidConfig):
     """A ``cache_from``/``cache_to`` entry is malformed; the message names the entry."""
-
-    def __init__(self, message: str, problems: tuple[Problem, ...] = ()) -> None:
-        super().__init__(message)
-        #: Each problem with its path in the step config, for one diagnostic per entry.
-        self.problems = problems or (((), message),)
 
 
 def _sorted_attrs(value: Mapping[str, str]) -> dict[str, str]:
@@ -228,7 +212,7 @@ def parse_cache_list(raw: Any, direction: Direction) -> tuple[CacheEntry, ...]:
         except CacheOptionError as exc:
             problems.append(str(exc))
     if problems:
-        raise CacheOptionError("; ".join(problems), _located(problems, direction))
+        raise CacheOptionError("; ".join(problems), locate_problems(problems, direction))
     return tuple(entries)
 
 

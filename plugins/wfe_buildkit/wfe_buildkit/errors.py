@@ -7,6 +7,7 @@ Dockerfile line) and what to check; none of them ever contains credentials or se
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 
@@ -29,6 +30,31 @@ class DaemonConnectionError(BuildkitError):
 
 class InvalidRequest(BuildkitError):
     """The build request itself is wrong (missing context dir, bad pattern, unknown exporter)."""
+
+
+#: Where a problem is in the step config (``("secrets", 2)``) and its message.
+ConfigProblem = tuple[tuple[str | int, ...], str]
+
+
+def locate_problems(messages: list[str], where: str) -> tuple[ConfigProblem, ...]:
+    """Pair each message with its config path, read from its ``where[INDEX]`` prefix."""
+    out: list[ConfigProblem] = []
+    for message in messages:
+        match = re.match(rf"^{re.escape(where)}\[(\d+)\]", message)
+        out.append(((where, int(match.group(1))) if match else (where,), message))
+    return tuple(out)
+
+
+class InvalidConfig(InvalidRequest):
+    """A list option of the step (secrets, ssh, cache entries) is malformed.
+
+    ``problems`` keeps each problem with its config path, so validators can emit one
+    diagnostic per offending entry instead of one for the whole key.
+    """
+
+    def __init__(self, message: str, problems: tuple[ConfigProblem, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (((), message),)
 
 
 class UnsupportedByDaemon(BuildkitError):

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wfe_buildkit.errors import BuildkitError
+from wfe_buildkit.errors import ConfigProblem, InvalidConfig
 
 if TYPE_CHECKING:
     import grpc
@@ -65,13 +65,10 @@ DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 HELPER_TIMEOUT_S = 30.0
 
 
-#: Where a problem is in the step config (``("registry_auth", "host")``) and its message.
-Problem = tuple[tuple[str | int, ...], str]
-
-
-def _located(messages: list[str], where: str, keys: list[str]) -> tuple[Problem, ...]:
-    """Pair each message with its config path, read from its ``where.KEY`` prefix."""
-    out: list[Problem] = []
+def _located(messages: list[str], where: str, keys: list[str]) -> tuple[ConfigProblem, ...]:
+    """Pair each message with its config path, read from its ``where.KEY`` prefix (hosts are
+    mapping keys here, not list indexes as for :func:`~wfe_buildkit.errors.locate_problems`)."""
+    out: list[ConfigProblem] = []
     for message in messages:
         matches = [k for k in keys if message.startswith(f"{where}.{k}")]
         key = max(matches, key=len) if matches else None
@@ -79,13 +76,8 @@ def _located(messages: list[str], where: str, keys: list[str]) -> tuple[Problem,
     return tuple(out)
 
 
-class RegistryAuthError(BuildkitError):
+class RegistryAuthError(InvalidConfig):
     """Credentials were configured but cannot be loaded (unset variable, unreadable file...)."""
-
-    def __init__(self, message: str, problems: tuple[Problem, ...] = ()) -> None:
-        super().__init__(message)
-        #: Each problem with its path in the step config, for one diagnostic per entry.
-        self.problems = problems or (((), message),)
 
 
 @attrs.frozen

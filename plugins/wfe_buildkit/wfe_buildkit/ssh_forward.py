@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import struct
 import subprocess
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wfe_buildkit.errors import BuildkitError
+from wfe_buildkit.errors import InvalidConfig, locate_problems
 
 if TYPE_CHECKING:
     import grpc
@@ -60,26 +59,10 @@ READ_ONLY_REQUESTS = frozenset({SSH_AGENTC_REQUEST_IDENTITIES, SSH_AGENTC_SIGN_R
 FAILURE_FRAME = struct.pack(">IB", 1, SSH_AGENT_FAILURE)
 
 
-#: Where a problem is in the step config (``("secrets", 2)``) and its message.
-Problem = tuple[tuple[str | int, ...], str]
 
 
-def _located(messages: list[str], where: str) -> tuple[Problem, ...]:
-    """Pair each message with its config path, read from its ``where[INDEX]`` prefix."""
-    out: list[Problem] = []
-    for message in messages:
-        match = re.match(rf"^{re.escape(where)}\[(\d+)\]", message)
-        out.append(((where, int(match.group(1))) if match else (where,), message))
-    return tuple(out)
-
-
-class SSHForwardError(BuildkitError):
+class SSHForwardError(InvalidConfig):
     """The step's ``ssh`` list is malformed or an agent cannot be provided."""
-
-    def __init__(self, message: str, problems: tuple[Problem, ...] = ()) -> None:
-        super().__init__(message)
-        #: Each problem with its path in the step config, for one diagnostic per entry.
-        self.problems = problems or (((), message),)
 
 
 @attrs.frozen
@@ -148,7 +131,7 @@ def parse_ssh(raw: Any, *, where: str = "ssh") -> tuple[SSHSpec, ...]:
             )
         )
     if problems:
-        raise SSHForwardError("; ".join(problems), _located(problems, where))
+        raise SSHForwardError("; ".join(problems), locate_problems(problems, where))
     return tuple(specs)
 
 
