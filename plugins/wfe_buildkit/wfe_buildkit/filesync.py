@@ -49,7 +49,7 @@ STAT, REQ, DATA, FIN, ERR = (
     Packet.PACKET_ERR,
 )
 #: grpc.aio's end-of-stream marker for ``context.read()`` (absent from grpc-stubs).
-EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
+EOF: Any = grpc.aio.EOF
 CHUNK = 128 * 1024
 READ_SLICE = 1024 * 1024
 INLINE_READ = 64 * 1024

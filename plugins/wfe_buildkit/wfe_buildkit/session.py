@@ -94,7 +94,7 @@ def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, list[str
     return out
 
 
-class _AuthService(auth_pb2_grpc.AuthServicer):  # type: ignore[misc]
+class _AuthService(auth_pb2_grpc.AuthServicer):
     def __init__(self, credentials: Mapping[str, RegistryCredentials]) -> None:
         self.credentials = dict(credentials)
 
@@ -112,7 +112,7 @@ class _AuthService(auth_pb2_grpc.AuthServicer):  # type: ignore[misc]
         return auth_pb2.CredentialsResponse(Username=found.username, Secret=found.password)
 
 
-class _SecretsService(secrets_pb2_grpc.SecretsServicer):  # type: ignore[misc]
+class _SecretsService(secrets_pb2_grpc.SecretsServicer):
     def __init__(self, sources: Mapping[str, Path | bytes]) -> None:
         self.sources = dict(sources)
 
@@ -131,7 +131,7 @@ class _SecretsService(secrets_pb2_grpc.SecretsServicer):  # type: ignore[misc]
         return secrets_pb2.GetSecretResponse(data=data)
 
 
-class _SSHService(ssh_pb2_grpc.SSHServicer):  # type: ignore[misc]
+class _SSHService(ssh_pb2_grpc.SSHServicer):
     def __init__(self, agents: Mapping[str, str]) -> None:
         self.agents = dict(agents)
 
@@ -250,9 +250,7 @@ class SessionServer:
         LIVE_DIRECTORIES.add(self.directory)
         self.socket_path = os.path.join(self.directory, "s.sock")
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        health_pb2_grpc.add_HealthServicer_to_server(
-            health.aio.HealthServicer(), server  # type: ignore[attr-defined]
-        )
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
         if not self._custom_auth:
             auth_pb2_grpc.add_AuthServicer_to_server(  # type: ignore[no-untyped-call]
                 _AuthService(self.credentials), server
