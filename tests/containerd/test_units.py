@@ -481,3 +481,31 @@ def test_pull_progress_lines_name_the_blob_kind() -> None:
     assert _blob_kind("application/vnd.oci.image.index.v1+json") == "index"
     assert _blob_kind("application/vnd.docker.distribution.manifest.v2+json") == "manifest"
     assert _blob_kind("") == "blob"
+
+
+async def test_a_failed_connect_closes_the_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``async with Client(...)`` that fails to connect runs no ``__aexit__``: the channel must
+    be closed anyway, and so must gc's when the socket is missing."""
+    from wfe_containerd import gc
+    from wfe_containerd.client import Client
+    from wfe_containerd.connection import Connection
+    from wfe_containerd.errors import ConnectError
+
+    closed: list[str] = []
+    real_close = Connection.close
+
+    async def close(self: Connection) -> None:
+        closed.append(self.address)
+        await real_close(self)
+
+    monkeypatch.setattr(Connection, "close", close)
+    missing = str(tmp_path / "nope.sock")
+    with pytest.raises(ConnectError):
+        async with Client(missing):
+            pass
+    assert closed == [missing]
+    with pytest.raises(ConnectError):
+        await gc.collect_garbage_async(missing)
+    assert closed == [missing, missing]

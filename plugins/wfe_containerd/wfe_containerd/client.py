@@ -300,7 +300,12 @@ class Client:
         return self.conn.namespace
 
     async def __aenter__(self) -> Client:
-        await self.connect()
+        # __aexit__ does not run when __aenter__ fails: close the channel here, or it leaks.
+        try:
+            await self.connect()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(

@@ -139,8 +139,8 @@ async def collect_garbage_async(
         # No daemon configured or running here: nothing of ours can be in it.
         await conn.close()
         return collect_temp_dirs()
-    conn.check_socket()
     try:
+        conn.check_socket()
         removed = await _collect(conn)
     finally:
         await conn.close()
