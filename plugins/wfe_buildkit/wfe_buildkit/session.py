@@ -238,7 +238,11 @@ class SessionServer:
         )
 
     async def __aenter__(self) -> SessionServer:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()  # ``__aexit__`` does not run when ``__aenter__`` fails
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -250,6 +254,7 @@ class SessionServer:
         LIVE_DIRECTORIES.add(self.directory)
         self.socket_path = os.path.join(self.directory, "s.sock")
         server = grpc.aio.server(options=SERVER_OPTIONS)
+        self._server = server  # set first, so that close() stops it if the setup below fails
         health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
         if not self._custom_auth:
             auth_pb2_grpc.add_AuthServicer_to_server(  # type: ignore[no-untyped-call]
@@ -282,7 +287,6 @@ class SessionServer:
         server.add_generic_rpc_handlers((file_sync, file_send))
         server.add_insecure_port(f"unix:{self.socket_path}")
         await server.start()
-        self._server = server
 
     async def _file_sync(self, _requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         md = _metadata(context)
@@ -370,11 +374,11 @@ class SessionServer:
         local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             local.connect(self.socket_path)
+            self._splice = ThreadedSplice(upstream, local, pending)
         except OSError:
             local.close()
             upstream.close()
             raise
-        self._splice = ThreadedSplice(upstream, local, pending)
 
     async def close(self) -> None:
         """Detach from the daemon, stop the server and remove the socket directory."""

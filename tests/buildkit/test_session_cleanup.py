@@ -1,0 +1,38 @@
+"""The session server leaves nothing behind when its own setup fails (no daemon needed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import grpc
+import pytest
+from wfe_buildkit.session import SessionServer
+from wfe_buildkit.transport import LIVE_DIRECTORIES
+
+
+class _BrokenService:
+    methods: Sequence[str] = ("/example.Broken/Call",)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        raise RuntimeError("cannot register")
+
+
+async def test_failed_start_removes_socket_directory() -> None:
+    before = set(LIVE_DIRECTORIES)
+    server = SessionServer(services=[_BrokenService()])
+    with pytest.raises(RuntimeError, match="cannot register"):
+        async with server:
+            pytest.fail("the body must not run")
+    assert set(LIVE_DIRECTORIES) == before
+    assert server.directory == ""
+    assert server._server is None
+
+
+async def test_close_after_start_removes_socket_directory() -> None:
+    async with SessionServer() as server:
+        directory = server.directory
+        assert os.path.isdir(directory)
+        assert directory in LIVE_DIRECTORIES
+    assert not os.path.exists(directory)
+    assert directory not in LIVE_DIRECTORIES
