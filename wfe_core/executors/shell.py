@@ -37,6 +37,7 @@ from typing import Any, NewType
 
 import attrs
 
+from wfe_core.cancellation import run_to_completion, wait_through_cancellation
 from wfe_core.compiler.config import ConfigValueError, default_converter
 from wfe_core.compiler.durations import DurationError, parse_duration
 from wfe_core.contracts import (
@@ -235,20 +236,6 @@ def kill_live_groups() -> None:
     _LIVE_GROUPS.clear()
 
 
-async def _finish(coro: Any) -> None:
-    """Run cleanup to completion even if cancelled again meanwhile (then re-raise that)."""
-    task = asyncio.ensure_future(coro)
-    interrupted = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            interrupted = True
-    task.result()
-    if interrupted:
-        raise asyncio.CancelledError
-
-
 class ShellStep(StepBody):
     """One execution of a shell step."""
 
@@ -314,14 +301,7 @@ class ShellStep(StepBody):
                 start_new_session=True,
             )
         )
-        cancelled = False
-        while not spawn.done():
-            try:
-                await asyncio.shield(spawn)
-            except asyncio.CancelledError:
-                cancelled = True
-            except OSError:
-                break
+        cancelled = await wait_through_cancellation(spawn)
         try:
             process = spawn.result()
         except OSError as exc:
@@ -362,7 +342,7 @@ class ShellStep(StepBody):
                     timed_out = True
             await self._reap(process, pumps)
         except BaseException:
-            await _finish(self._reap(process, pumps))
+            await run_to_completion(self._reap(process, pumps))
             raise
         code = process.returncode
         if code is None:  # not reaped in time (see _reap); report what we know

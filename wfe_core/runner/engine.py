@@ -41,6 +41,7 @@ from typing import Any
 
 import attrs
 
+from wfe_core.cancellation import run_to_completion
 from wfe_core.contracts import ExecutionResult, JSONValue, ProgressEvent, StepContext, StepFailed
 from wfe_core.model import RetryPolicy, Step, Workflow
 from wfe_core.plugins import PluginRegistry
@@ -104,24 +105,6 @@ def iter_steps(
             yield from iter_steps((step.on_failure,), step.name, "on_failure")
         if step.ensure is not None:
             yield from iter_steps((step.ensure,), step.name, "ensure")
-
-
-async def _shielded(coro: Any) -> Any:
-    """Await ``coro`` to completion even if the awaiting task is cancelled meanwhile; re-raise
-    the cancellation afterwards. This is what lets ``ensure`` steps finish during Ctrl-C."""
-    task = asyncio.ensure_future(coro)
-    interrupted = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            interrupted = True
-            continue
-        if interrupted:
-            raise asyncio.CancelledError
-        return result
 
 
 @attrs.frozen
@@ -296,10 +279,12 @@ class Run:
                     )
         except BaseException:
             if step.ensure is not None and step.name in self._started:
-                await _shielded(self._run_unit(step.ensure, step.name, "ensure", None))
+                await run_to_completion(self._run_unit(step.ensure, step.name, "ensure", None))
             raise
         if step.ensure is not None and step.name in self._started:
-            ensure_ok = await _shielded(self._run_unit(step.ensure, step.name, "ensure", None))
+            ensure_ok = await run_to_completion(
+                self._run_unit(step.ensure, step.name, "ensure", None)
+            )
             ok = ok and ensure_ok
         if not ok and on_fail is not None:
             on_fail()
