@@ -50,7 +50,7 @@ from wfe_containerd.oci import (
     select_manifest,
 )
 from wfe_containerd.reference import Reference, parse_reference
-from wfe_containerd.registry import RegistryClient, is_loopback
+from wfe_containerd.registry import BlobStream, RegistryClient, is_loopback
 from wfe_containerd.shield import finish_shielded, settle_then
 
 DEFAULT_SNAPSHOTTER = "overlayfs"
@@ -95,7 +95,14 @@ def _registry_source(
     registry: RegistryClient, repo: str, desc: Descriptor
 ) -> Callable[[int], AsyncIterator[bytes]]:
     async def chunks(offset: int) -> AsyncIterator[bytes]:
-        stream = await asyncio.to_thread(registry.open_blob, repo, desc, offset)
+        opening = asyncio.ensure_future(asyncio.to_thread(registry.open_blob, repo, desc, offset))
+        try:
+            stream = await asyncio.shield(opening)
+        except BaseException:
+            # Cancelled while the worker thread was still connecting: it will open the stream
+            # anyway, so close it then (else its HTTP connection stays open until collected).
+            opening.add_done_callback(_close_opened_stream)
+            raise
         pending: asyncio.Future[bytes] | None = None
         try:
             pending = asyncio.ensure_future(asyncio.to_thread(stream.read, CHUNK_BYTES))
@@ -114,6 +121,11 @@ def _registry_source(
             await asyncio.to_thread(stream.close)
 
     return chunks
+
+
+def _close_opened_stream(opening: asyncio.Future[BlobStream]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _bytes_source(data: bytes) -> Callable[[int], AsyncIterator[bytes]]:

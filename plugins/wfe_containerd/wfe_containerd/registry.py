@@ -133,11 +133,8 @@ class RegistryClient:
         path = f"/v2/{repo}/manifests/{obj}"
         headers = {"Accept": ACCEPT_MANIFESTS}
         conn, resp = self._request("HEAD", path, headers, repo)
-        try:
-            status = resp.status
-            resp.read()
-        finally:
-            conn.close()
+        status = resp.status
+        _discard(conn, resp)
         if status == 200:
             digest = resp.getheader("Docker-Content-Digest")
             length = resp.getheader("Content-Length")
@@ -195,8 +192,10 @@ class RegistryClient:
             return BlobStream(conn, resp, 0)
         if resp.status == 200:
             return BlobStream(conn, resp, offset)
-        body = resp.read(2048)
-        conn.close()
+        try:
+            body = resp.read(2048)
+        finally:
+            _discard(conn, resp)
         if resp.status == 404:
             raise RegistryError(
                 f"blob {desc.digest} of {self.host}/{repo} not found in the registry"
@@ -253,8 +252,7 @@ class RegistryClient:
             if resp.status in RETRY_STATUSES and busy < len(RETRY_DELAYS):
                 # Rate limited or briefly unavailable: wait (Retry-After, capped) and try again.
                 delay = _retry_after(resp.getheader("Retry-After"), RETRY_DELAYS[busy])
-                resp.read()
-                conn.close()
+                _discard(conn, resp)
                 busy += 1
                 time.sleep(delay)
                 continue
@@ -262,8 +260,7 @@ class RegistryClient:
                 return conn, resp
             attempt += 1
             challenge = resp.getheader("WWW-Authenticate") or ""
-            resp.read()
-            conn.close()
+            _discard(conn, resp)
             if attempt == 3 or not self._handle_challenge(challenge, scope, had_auth=bool(auth)):
                 break
         who = f"as {self.credentials.username!r}" if self.credentials else "anonymously"
@@ -297,8 +294,7 @@ class RegistryClient:
                 ) from None
             if resp.status in (301, 302, 303, 307, 308):
                 location = resp.getheader("Location") or ""
-                resp.read()
-                conn.close()
+                _discard(conn, resp)
                 if not location:
                     raise RegistryError(f"registry {parts.netloc} sent a redirect without Location")
                 url = urllib.parse.urljoin(url, location)
@@ -381,6 +377,14 @@ class RegistryClient:
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise AuthError(f"cannot reach token server {parts.netloc}: {exc}") from None
+
+
+def _discard(conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+    """Close a response we will not use (HEAD, a retry, a challenge, a redirect) and its
+    connection. Each request has a connection of its own, so the body is not drained: reading it
+    would only cost time and, with a hostile server, memory."""
+    response.close()
+    conn.close()
 
 
 def _basic(credentials: Credentials) -> str:
