@@ -35,7 +35,6 @@ class TaskIO:
 
     def __init__(self, container_id: str, *, base_dir: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=io_dir_prefix(), dir=base_dir))
-        self.dir.chmod(0o700)
         self.stdout = str(self.dir / "stdout")
         self.stderr = str(self.dir / "stderr")
         self.output_file = self.dir / "output"
