@@ -46,21 +46,32 @@ class _Abort(Exception):
     """Stop building: a cap was hit or the parser failed (the diagnostic is already reported)."""
 
 
+def _too_large(report: Reporter) -> None:
+    report.error(
+        codes.TOO_LARGE,
+        f"file is larger than {MAX_FILE_BYTES} bytes, the limit for workflow files",
+        None,
+    )
+
+
+def _position(text: str | bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of ``offset`` (a column counts bytes when ``text`` is bytes)."""
+    newline: Any = b"\n" if isinstance(text, bytes) else "\n"
+    line = text.count(newline, 0, offset) + 1
+    column = offset - (text.rfind(newline, 0, offset) + 1) + 1
+    return line, column
+
+
 def decode(data: bytes, report: Reporter) -> str | None:
     """The file's text, or None after reporting a size or encoding problem."""
     if len(data) > MAX_FILE_BYTES:
-        report.error(
-            codes.TOO_LARGE,
-            f"file is larger than {MAX_FILE_BYTES} bytes, the limit for workflow files",
-            None,
-        )
+        _too_large(report)
         return None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         offset = exc.start
-        line = data.count(b"\n", 0, offset) + 1
-        column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+        line, column = _position(data, offset)
         report.error(
             codes.NOT_UTF8,
             f"file is not valid UTF-8: byte 0x{data[offset]:02x} at offset {offset} "
@@ -379,9 +390,7 @@ def _syntax_error(exc: yaml.YAMLError, text: str, report: Reporter) -> None:
             hint = "YAML does not allow tabs for indentation; use spaces"
         report.error(codes.YAML_SYNTAX, f"invalid YAML: {message}", span, hint=hint)
     elif isinstance(exc, yaml.reader.ReaderError):
-        pos = min(exc.position, len(text))
-        line = text.count("\n", 0, pos) + 1
-        column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        line, column = _position(text, min(exc.position, len(text)))
         report.error(
             codes.YAML_SYNTAX,
             f"invalid YAML: control character 0x{exc.character:02x} is not allowed"
@@ -395,19 +404,14 @@ def _syntax_error(exc: yaml.YAMLError, text: str, report: Reporter) -> None:
 
 def load_tree(text: str, report: Reporter) -> Node | None:
     """The file's single document as a tree, or None after reporting why there is none."""
-    if len(text) > MAX_FILE_BYTES:
-        report.error(
-            codes.TOO_LARGE,
-            f"file is larger than {MAX_FILE_BYTES} bytes, the limit for workflow files",
-            None,
-        )
+    if len(text) > MAX_FILE_BYTES:  # at least as many bytes: too large without encoding it
+        _too_large(report)
         return None
     try:
-        encoded = text.encode("utf-8")
+        size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:  # lone surrogates in text handed over by an embedder
         pos = exc.start
-        line = text.count("\n", 0, pos) + 1
-        column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        line, column = _position(text, pos)
         report.error(
             codes.NOT_UTF8,
             f"text holds a lone surrogate U+{ord(text[pos]):04X} that UTF-8 cannot encode "
@@ -415,16 +419,8 @@ def load_tree(text: str, report: Reporter) -> Node | None:
             Span(line, column),
         )
         return None
-    return _load_checked(encoded, text, report)
-
-
-def _load_checked(encoded: bytes, text: str, report: Reporter) -> Node | None:
-    if len(encoded) > MAX_FILE_BYTES:
-        report.error(
-            codes.TOO_LARGE,
-            f"file is larger than {MAX_FILE_BYTES} bytes, the limit for workflow files",
-            None,
-        )
+    if size > MAX_FILE_BYTES:
+        _too_large(report)
         return None
     builder = _Builder(report)
     parser: Any = None
