@@ -2,7 +2,8 @@
 
 A cancelled coroutine may have a gRPC call in flight whose effect (a lease, a container, a task)
 lands on the daemon after the cancellation. Cleanup must wait for such calls to settle and must
-itself run to the end even if the caller is cancelled again; these two helpers do that.
+itself run to the end even if the caller is cancelled again: :func:`settle_then` does the first,
+``wfe_core.cancellation.run_to_completion`` (here :data:`finish_shielded`) the second.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
+
+from wfe_core.cancellation import run_to_completion
 
 T = TypeVar("T")
 SETTLE_TIMEOUT = 60.0
@@ -22,18 +25,6 @@ async def settle_then(pending: asyncio.Future[Any], then: Awaitable[T]) -> T:
     return await then
 
 
-async def finish_shielded(awaitable: Awaitable[T]) -> T:
-    """Run ``awaitable`` to completion even if we are cancelled meanwhile, then re-raise."""
-    task = asyncio.ensure_future(awaitable)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
+finish_shielded = run_to_completion
+"""Run an awaitable to completion even if we are cancelled meanwhile, then re-raise the
+cancellation: the engine's helper, under the name this package has always used."""
