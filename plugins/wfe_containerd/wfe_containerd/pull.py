@@ -316,7 +316,7 @@ class _Puller:
                 except AlreadyExistsError:
                     await _remove_snapshot(conn, sn, key)
             except BaseException:
-                await asyncio.shield(_remove_snapshot(conn, sn, key))
+                await finish_shielded(_remove_snapshot(conn, sn, key))
                 raise
             break
         await update_labels(conn, layer.digest, {"containerd.io/uncompressed": diff_id}, self.lease)
