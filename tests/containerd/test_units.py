@@ -24,7 +24,7 @@ from wfe_containerd.config import (
     validate,
 )
 from wfe_containerd.credentials import Credentials, from_docker_config
-from wfe_containerd.errors import AuthError, RunError
+from wfe_containerd.errors import AuthError, RegistryError, RunError
 from wfe_containerd.oci import (
     Descriptor,
     ImageConfig,
@@ -509,3 +509,23 @@ async def test_a_failed_connect_closes_the_channel(
     with pytest.raises(ConnectError):
         await gc.collect_garbage_async(missing)
     assert closed == [missing, missing]
+
+
+def test_a_redirect_loop_error_leaves_out_the_signed_query() -> None:
+    """Blob redirects go to pre-signed URLs: their query string must not reach the error."""
+
+    class Loop(_Quiet):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "/elsewhere?X-Amz-Signature=s3cr3t")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = _Server(Loop)
+    try:
+        with pytest.raises(RegistryError, match="too many redirects") as info:
+            RegistryClient(server.host).open_blob("r", Descriptor("x", BLOB_DIGEST, len(BLOB)))
+    finally:
+        server.close()
+    assert "s3cr3t" not in str(info.value)
+    assert "/elsewhere?..." in str(info.value)

@@ -302,7 +302,9 @@ class RegistryClient:
                     method = "GET"
                 continue
             return conn, resp
-        raise RegistryError(f"too many redirects from registry {self.host} for {url}")
+        raise RegistryError(
+            f"too many redirects from registry {self.host} (the last to {_without_secrets(url)})"
+        )
 
     def _auth_header(self, scope: str) -> str | None:
         with self._lock:
@@ -377,6 +379,14 @@ class RegistryClient:
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise AuthError(f"cannot reach token server {parts.netloc}: {exc}") from None
+
+
+def _without_secrets(url: str) -> str:
+    """``url`` fit for a message: redirect targets are often pre-signed object-store URLs whose
+    query string (and any user:password@) is a credential, so both are left out."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" + ("?..." if parts.query else "")
 
 
 def _discard(conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
