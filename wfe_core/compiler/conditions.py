@@ -11,7 +11,7 @@ written).
 from __future__ import annotations
 
 from wfe_core.compiler import codes
-from wfe_core.compiler.nodes import Map, Node, Scalar, Seq, to_plain
+from wfe_core.compiler.nodes import Map, Node, Scalar, iter_scalars, to_plain
 from wfe_core.compiler.references import RefChecker, locate
 from wfe_core.compiler.report import Reporter
 from wfe_core.compiler.shapes import expect_map, expect_seq
@@ -29,26 +29,21 @@ COMBINATORS = (*LISTS, "not")
 def _literal_only(node: Node, refs: RefChecker, report: Reporter) -> bool:
     """Report ``${{ ... }}`` inside a compared value: values are compared as written."""
     ok = True
-    work = [node]
-    while work:
-        current = work.pop()
-        if isinstance(current, Scalar):
-            if isinstance(current.value, str) and "${{" in current.value:
-                found, problems = scan(current.value)
-                if found or problems:
-                    start = found[0].start if found else problems[0].start
-                    report.error(
-                        codes.CONDITION,
-                        "a condition compares 'field' with a literal value; the value cannot "
-                        "hold a ${{ ... }} reference",
-                        locate(current, refs.source, start, start + 3),
-                        hint="compare the referenced value in 'field' instead",
-                    )
-                    ok = False
-        elif isinstance(current, Seq):
-            work.extend(current.items)
-        else:
-            work.extend(e.value for e in current.entries)
+    for scalar in iter_scalars(node):
+        text = scalar.value
+        if not isinstance(text, str) or "${{" not in text:
+            continue
+        found, problems = scan(text)
+        if found or problems:
+            start = found[0].start if found else problems[0].start
+            report.error(
+                codes.CONDITION,
+                "a condition compares 'field' with a literal value; the value cannot "
+                "hold a ${{ ... }} reference",
+                locate(scalar, refs.source, start, start + 3),
+                hint="compare the referenced value in 'field' instead",
+            )
+            ok = False
     return ok
 
 

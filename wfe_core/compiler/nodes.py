@@ -8,7 +8,7 @@ large the tree can become once aliases are expanded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeAlias
 
 import attrs
@@ -101,6 +101,22 @@ def kind_of_value(value: object) -> str:
     return type(value).__name__
 
 
+def iter_scalars(node: Node) -> Iterator[Scalar]:
+    """Every scalar under ``node`` (mapping values and list items, not keys), in file order.
+
+    Iterative, so deep trees cannot exhaust the stack.
+    """
+    work: list[Node] = [node]
+    while work:
+        current = work.pop()
+        if isinstance(current, Scalar):
+            yield current
+        elif isinstance(current, Seq):
+            work.extend(reversed(current.items))
+        else:
+            work.extend(e.value for e in reversed(current.entries))
+
+
 def to_plain(node: Node) -> Any:
     """The node as plain Python data (dicts, lists, scalars) for config structuring.
 
@@ -128,4 +144,15 @@ def to_plain(node: Node) -> Any:
     return root[0]
 
 
-__all__ = ["Entry", "Map", "Node", "Scalar", "ScalarValue", "Seq", "Span", "kind_of", "to_plain"]
+__all__ = [
+    "Entry",
+    "Map",
+    "Node",
+    "Scalar",
+    "ScalarValue",
+    "Seq",
+    "Span",
+    "iter_scalars",
+    "kind_of",
+    "to_plain",
+]

@@ -19,7 +19,7 @@ from wfe_core.compiler import codes
 from wfe_core.compiler.conditions import parse_condition
 from wfe_core.compiler.config_check import check_config
 from wfe_core.compiler.durations import DurationError, parse_duration
-from wfe_core.compiler.nodes import Entry, Node, Scalar, Seq, kind_of, to_plain
+from wfe_core.compiler.nodes import Entry, Node, Scalar, iter_scalars, kind_of, to_plain
 from wfe_core.compiler.references import RefChecker, StepInfo
 from wfe_core.compiler.report import Reporter
 from wfe_core.compiler.shapes import check_keys, expect_bool, expect_map, expect_str
@@ -121,18 +121,6 @@ def _retry(entry: Entry | None, report: Reporter) -> RetryPolicy | None:
     return policy if ok else None
 
 
-def _config_strings(node: Node, refs: RefChecker) -> None:
-    work = [node]
-    while work:
-        current = work.pop()
-        if isinstance(current, Scalar):
-            refs.check_scalar(current)
-        elif isinstance(current, Seq):
-            work.extend(current.items)
-        else:
-            work.extend(e.value for e in current.entries)
-
-
 def _executor(
     draft: StepDraft, refs: RefChecker, ctx: BuildContext
 ) -> tuple[str | None, Any, dict[str, Any]]:
@@ -146,7 +134,8 @@ def _executor(
         mapping = expect_map(draft.config.value, "'config'", report)
         if mapping is not None:
             config_node = mapping
-            _config_strings(mapping, refs)
+            for scalar in iter_scalars(mapping):
+                refs.check_scalar(scalar)
             raw = to_plain(mapping)
     if type_name is None:
         return None, None, raw
