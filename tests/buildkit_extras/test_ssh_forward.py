@@ -219,3 +219,35 @@ def test_problems_are_located_per_entry() -> None:
     with pytest.raises(SSHForwardError) as info:
         parse_ssh([{"agent": True}, {"id": "x"}])
     assert [path for path, _ in info.value.problems] == [("ssh", 1)]
+
+
+async def test_step_stops_private_agent_when_cancelled_during_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step cancelled while its agents start (a timeout, Ctrl-C) must not leave them running."""
+    import time
+
+    from wfe_buildkit import executor, ssh_forward
+
+    key = keygen(tmp_path / "id_ed25519")
+    started: list[Any] = []
+    real_start = ssh_forward.start_ssh_forwarding
+
+    def slow_start(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)
+        forwarding = real_start(*args, **kwargs)
+        started.append(forwarding)
+        return forwarding
+
+    monkeypatch.setattr(ssh_forward, "start_ssh_forwarding", slow_start)
+    task = asyncio.ensure_future(
+        executor._start_forwarding([SSHSpec(id="default", paths=(key,))], tmp_path)
+    )
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(started) == 1
+    assert not started[0].private_agents
+    directory = Path(started[0].sockets["default"]).parent
+    assert not directory.exists()

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from wfe_buildkit.config import VALIDATORS, BuildkitConfig, parse_duration
 from wfe_core.contracts import (
@@ -26,6 +29,13 @@ from wfe_core.contracts import (
     StepContext,
     StepFailed,
 )
+
+if TYPE_CHECKING:  # the plugin module must stay importable without grpc
+    from wfe_buildkit.address import TLSConfig
+    from wfe_buildkit.client import Client
+    from wfe_buildkit.registry_auth import CredentialSources
+    from wfe_buildkit.solve import Export
+    from wfe_buildkit.ssh_forward import SSHForwarding, SSHSpec
 
 STREAM_CAP = 1024 * 1024
 
@@ -122,30 +132,19 @@ def _emit_progress(ctx: StepContext, event: Any) -> None:
 
 
 async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str, JSONValue]:
-    """Resolve the session plug-ins, run the build, push; the caller maps errors to StepFailed."""
+    """Resolve the session plug-ins, run the build, push; the caller maps errors to StepFailed.
+
+    Credentials, secrets and SSH keys are all read before the daemon is contacted, so a missing
+    variable or file fails the step up front; the private ssh-agents started for ``ssh: paths``
+    are stopped whatever happens after they started.
+    """
     from wfe_buildkit.build_secrets import load_secrets, parse_secrets, redact, secrets_service
     from wfe_buildkit.cache_options import resolve_local_paths
-    from wfe_buildkit.client import Client, Export, render_plain
-    from wfe_buildkit.engine import registry_host, split_tag
-    from wfe_buildkit.errors import BuildFailed, BuildkitError, InvalidRequest, UnsupportedByDaemon
-    from wfe_buildkit.registry_auth import (
-        auth_service,
-        credential_sources,
-        resolve_credential,
-        unauthorized_hint,
-    )
-    from wfe_buildkit.session import RegistryCredentials
-    from wfe_buildkit.ssh_forward import parse_ssh, ssh_service, start_ssh_forwarding
-    from wfe_buildkit.transport import TLSConfig
+    from wfe_buildkit.client import Client, render_plain
+    from wfe_buildkit.errors import BuildFailed, BuildkitError, UnsupportedByDaemon
+    from wfe_buildkit.registry_auth import auth_service, credential_sources, unauthorized_hint
+    from wfe_buildkit.ssh_forward import parse_ssh, ssh_service
 
-    tls = None
-    if config.tls is not None:
-        tls = TLSConfig(
-            ca=str(ctx.resolve_path(config.tls.ca)) if config.tls.ca else None,
-            cert=str(ctx.resolve_path(config.tls.cert)) if config.tls.cert else None,
-            key=str(ctx.resolve_path(config.tls.key)) if config.tls.key else None,
-            server_name=config.tls.server_name,
-        )
     sources = await asyncio.to_thread(
         credential_sources, config.registry_auth or None, base_dir=ctx.base_dir
     )
@@ -156,9 +155,7 @@ async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str
     if loaded:
         services.append(secrets_service(loaded))
     ssh_specs = parse_ssh(config.ssh or None)
-    forwarding = await asyncio.to_thread(start_ssh_forwarding, ssh_specs, base_dir=ctx.base_dir)
-    if ssh_specs:
-        services.append(ssh_service(forwarding))
+    forwarding = await _start_forwarding(ssh_specs, ctx.base_dir)
 
     def clean(text: str) -> str:
         return redact(text, secret_values) if secret_values else text
@@ -169,8 +166,11 @@ async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str
         if rendered is not None:
             log(rendered[0], clean(rendered[1]))
 
+    dest = ctx.resolve_path(config.output_dest) if config.output_dest else None
     try:
-        async with Client(config.buildkit_addr, tls=tls) as client:
+        if ssh_specs:
+            services.append(ssh_service(forwarding))
+        async with Client(config.buildkit_addr, tls=_tls_settings(config, ctx)) as client:
             output_type = config.output_type
             if client.is_docker and output_type == "image":
                 output_type = "moby"
@@ -179,19 +179,7 @@ async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str
                     "output_type 'moby' exists only on Docker Engine (docker:// addresses); "
                     "use 'image' with buildkitd"
                 )
-            dest = ctx.resolve_path(config.output_dest) if config.output_dest else None
-            if output_type in ("local", "tar", "oci", "docker") and dest is None:
-                raise InvalidRequest(f"output_type {output_type!r} needs output_dest")
-            exports = {
-                "image": lambda: Export.image(config.tags, push=config.push),
-                "moby": lambda: Export.moby(config.tags),
-                "local": lambda: Export.local(dest),  # type: ignore[arg-type]
-                "tar": lambda: Export.tar(dest),  # type: ignore[arg-type]
-                "oci": lambda: Export.oci(dest, config.tags),  # type: ignore[arg-type]
-                "docker": lambda: Export.docker(dest, config.tags),  # type: ignore[arg-type]
-            }
-            if output_type not in exports:
-                raise InvalidRequest(f"unknown output_type {output_type!r}")
+            export = _export_for(output_type, config, dest)
             try:
                 result = await client.build(
                     ctx.resolve_path(config.context),
@@ -202,7 +190,7 @@ async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str
                     platforms=config.platforms,
                     no_cache=config.no_cache,
                     network=config.network,
-                    exports=[exports[output_type]()],
+                    exports=[export],
                     # local cache directories are client paths: resolved like every path
                     cache_from=resolve_local_paths(
                         list(config.cache_from), "cache_from", ctx.resolve_path
@@ -220,16 +208,7 @@ async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str
             digest = result.digest
             pushed: dict[str, str] = {}
             if config.push and client.is_docker:
-                credentials: dict[str, RegistryCredentials] = {}
-                for tag in config.tags:
-                    host = registry_host(split_tag(tag)[0])
-                    found = await asyncio.to_thread(resolve_credential, sources, host)
-                    if not found.anonymous:
-                        credentials[host] = RegistryCredentials(found.username, found.secret)
-                    log("stderr", f"pushing {tag}")
-                pushed = await client.push(config.tags, credentials)
-                for tag, manifest in pushed.items():
-                    log("stderr", f"pushed {tag}@{manifest}")
+                pushed = await _push_through_engine(client, config.tags, sources, log)
                 digest = pushed[config.tags[0]] if config.tags else digest
     finally:
         forwarding.close()
@@ -243,6 +222,84 @@ async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str
     if pushed:
         out["pushed"] = dict(pushed)
     return out
+
+
+async def _start_forwarding(specs: Sequence[SSHSpec], base_dir: Path) -> SSHForwarding:
+    """``start_ssh_forwarding`` in a worker thread, without leaking agents on cancellation.
+
+    Cancelling ``asyncio.to_thread`` does not stop the thread: the private ssh-agents it starts
+    would keep running with the keys loaded and nobody holding them. So the thread is shielded,
+    and a cancelled caller waits for it and stops what it started before re-raising.
+    """
+    from wfe_buildkit.ssh_forward import start_ssh_forwarding
+
+    task = asyncio.ensure_future(
+        asyncio.to_thread(start_ssh_forwarding, specs, base_dir=base_dir)
+    )
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # a failed start has cleaned up after itself
+            (await task).close()
+        raise
+
+
+def _tls_settings(config: BuildkitConfig, ctx: StepContext) -> TLSConfig | None:
+    """The client's ``TLSConfig``, its files resolved against the workflow's directory."""
+    if config.tls is None:
+        return None
+    from wfe_buildkit.address import TLSConfig
+
+    tls = config.tls
+    return TLSConfig(
+        ca=str(ctx.resolve_path(tls.ca)) if tls.ca else None,
+        cert=str(ctx.resolve_path(tls.cert)) if tls.cert else None,
+        key=str(ctx.resolve_path(tls.key)) if tls.key else None,
+        server_name=tls.server_name,
+    )
+
+
+def _export_for(output_type: str, config: BuildkitConfig, dest: Path | None) -> Export:
+    """The exporter for ``output_type`` (already mapped to ``moby`` on Docker Engine)."""
+    from wfe_buildkit.client import Export
+    from wfe_buildkit.errors import InvalidRequest
+
+    if output_type == "image":
+        return Export.image(config.tags, push=config.push)
+    if output_type == "moby":
+        return Export.moby(config.tags)
+    if output_type not in ("local", "tar", "oci", "docker"):
+        raise InvalidRequest(f"unknown output_type {output_type!r}")
+    if dest is None:
+        raise InvalidRequest(f"output_type {output_type!r} needs output_dest")
+    if output_type == "local":
+        return Export.local(dest)
+    if output_type == "tar":
+        return Export.tar(dest)
+    if output_type == "oci":
+        return Export.oci(dest, config.tags)
+    return Export.docker(dest, config.tags)
+
+
+async def _push_through_engine(
+    client: Client, tags: Sequence[str], sources: CredentialSources, log: Any
+) -> dict[str, str]:
+    """Push ``tags`` through the Engine API with each registry's credential; tag -> digest."""
+    from wfe_buildkit.engine import registry_host, split_tag
+    from wfe_buildkit.registry_auth import resolve_credential
+    from wfe_buildkit.session import RegistryCredentials
+
+    credentials: dict[str, RegistryCredentials] = {}
+    for tag in tags:
+        host = registry_host(split_tag(tag)[0])
+        found = await asyncio.to_thread(resolve_credential, sources, host)
+        if not found.anonymous:
+            credentials[host] = RegistryCredentials(found.username, found.secret)
+        log("stderr", f"pushing {tag}")
+    pushed = await client.push(tags, credentials)
+    for tag, manifest in pushed.items():
+        log("stderr", f"pushed {tag}@{manifest}")
+    return pushed
 
 
 plugin = ExecutorPlugin(
