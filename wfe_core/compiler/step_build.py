@@ -83,7 +83,7 @@ def _retry(entry: Entry | None, report: Reporter) -> RetryPolicy | None:
     if mapping is None:
         return None
     check_keys(mapping, RETRY_KEYS, "'retry'", report)
-    policy = RetryPolicy()
+    fields: dict[str, Any] = {}
     ok = True
     if (attempts := mapping.get("max_attempts")) is not None:
         value = attempts.value
@@ -93,16 +93,17 @@ def _retry(entry: Entry | None, report: Reporter) -> RetryPolicy | None:
             and not isinstance(value.value, bool)
             and value.value >= 1
         ):
-            policy = attrs.evolve(policy, max_attempts=value.value)
+            fields["max_attempts"] = value.value
         else:
             report.error(codes.RETRY, "'max_attempts' must be an integer of at least 1", value)
             ok = False
-    if (
-        interval := _duration(mapping.get("interval"), "'interval'", report, positive=False)
-    ) is not None:
-        policy = attrs.evolve(policy, interval=interval)
-    elif "interval" in mapping.index:
-        ok = False
+    for key in ("interval", "max_interval"):
+        if key in mapping.index:
+            seconds = _duration(mapping.get(key), f"'{key}'", report, positive=False)
+            if seconds is None:
+                ok = False
+            else:
+                fields[key] = seconds
     if (backoff := mapping.get("backoff")) is not None:
         number = _number(backoff.value)
         if number is None or not number >= 1 or number > 1000:
@@ -111,14 +112,8 @@ def _retry(entry: Entry | None, report: Reporter) -> RetryPolicy | None:
             )
             ok = False
         else:
-            policy = attrs.evolve(policy, backoff=number)
-    if (
-        cap := _duration(mapping.get("max_interval"), "'max_interval'", report, positive=False)
-    ) is not None:
-        policy = attrs.evolve(policy, max_interval=cap)
-    elif "max_interval" in mapping.index:
-        ok = False
-    return policy if ok else None
+            fields["backoff"] = number
+    return RetryPolicy(**fields) if ok else None
 
 
 def _executor(
@@ -200,6 +195,14 @@ def _kind(draft: StepDraft, report: Reporter) -> None:
             )
 
 
+def _reveal(drafts: list[StepDraft], ctx: BuildContext) -> list[str]:
+    """Make the names of ``drafts`` visible to the steps built next; return the ones that were
+    not visible yet, for the caller to hide again when its scope ends."""
+    added = [d.name for d in drafts if d.name and d.name not in ctx.visible]
+    ctx.visible.update(added)
+    return added
+
+
 def build_step(draft: StepDraft, ctx: BuildContext) -> Step:
     """Build one step (and what it contains); ``ctx.visible`` is unchanged on return."""
     report = ctx.report
@@ -230,15 +233,11 @@ def build_step(draft: StepDraft, ctx: BuildContext) -> Step:
         continue_on_error = bool(
             expect_bool(draft.continue_on_error.value, "'continue_on_error'", report)
         )
-    added = [d.name for d in draft.body() if d.name and d.name not in ctx.visible]
-    ctx.visible.update(added)
-    on_failure = build_step(draft.on_failure, ctx) if draft.on_failure else None
+    added = _reveal(draft.body(), ctx)  # the hooks see the step and what it contains
+    on_failure = None
     if draft.on_failure is not None:
-        more = [
-            d.name for d in draft.on_failure.everything() if d.name and d.name not in ctx.visible
-        ]
-        ctx.visible.update(more)
-        added.extend(more)
+        on_failure = build_step(draft.on_failure, ctx)
+        added += _reveal(draft.on_failure.everything(), ctx)  # ensure runs after on_failure
     ensure = build_step(draft.ensure, ctx) if draft.ensure else None
     ctx.visible.difference_update(added)
     return Step(
@@ -264,9 +263,7 @@ def build_steps(drafts: list[StepDraft], ctx: BuildContext) -> tuple[Step, ...]:
     added: list[str] = []
     for draft in drafts:
         steps.append(build_step(draft, ctx))
-        names = [d.name for d in draft.everything() if d.name and d.name not in ctx.visible]
-        ctx.visible.update(names)
-        added.extend(names)
+        added += _reveal(draft.everything(), ctx)
     ctx.visible.difference_update(added)
     return tuple(steps)
 
