@@ -25,7 +25,7 @@ import signal as signals
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 from google.protobuf import any_pb2, empty_pb2  # type: ignore[import-untyped]
@@ -67,8 +67,6 @@ RUNTIME = "io.containerd.runc.v2"
 DEFAULT_GRACE_PERIOD = 10.0
 DRAIN_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 10.0
-
-T = TypeVar("T")
 
 __all__ = [
     "BindMount",

@@ -21,8 +21,6 @@ from wfe_containerd.errors import AlreadyExistsError, NotFoundError, PullError, 
 
 CHUNK_BYTES = 1024 * 1024
 LOCKED_REF_PATIENCE = 60.0
-QUEUE_CHUNKS = 4
-"""Chunks buffered between the download and the gRPC stream: bounds memory per blob."""
 
 ChunkSource = Callable[[int], AsyncIterator[bytes]]
 """Given the offset the daemon already has, yields the rest of the blob in chunks."""
