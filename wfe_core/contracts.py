@@ -19,9 +19,7 @@ import attrs
 if TYPE_CHECKING:
     import cattrs
 
-JSONValue: TypeAlias = (
-    "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
-)
+JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 """What a step output may hold: anything ``json.dumps`` accepts without help."""
 
 
@@ -84,15 +82,19 @@ class ValidationContext:
         self, code: str, message: str, *path: str | int, hint: str | None = None
     ) -> Diagnostic:
         """An error diagnostic pointing at ``config.<path>`` of this step."""
-        line, column = self.location(*path)
-        return Diagnostic(code, message, self.file, line, column, Severity.ERROR, hint)
+        return self._diagnostic(Severity.ERROR, code, message, path, hint)
 
     def warning(
         self, code: str, message: str, *path: str | int, hint: str | None = None
     ) -> Diagnostic:
         """A warning diagnostic pointing at ``config.<path>`` of this step."""
-        line, column = self.location(*path)
-        return Diagnostic(code, message, self.file, line, column, Severity.WARNING, hint)
+        return self._diagnostic(Severity.WARNING, code, message, path, hint)
+
+    def _diagnostic(
+        self, severity: Severity, code: str, message: str, path: ConfigPath, hint: str | None
+    ) -> Diagnostic:
+        line, column = self.locator(path)
+        return Diagnostic(code, message, self.file, line, column, severity, hint)
 
 
 Validator: TypeAlias = Callable[[Any, ValidationContext], Iterable[Diagnostic]]
@@ -100,6 +102,14 @@ Validator: TypeAlias = Callable[[Any, ValidationContext], Iterable[Diagnostic]]
 
 Config strings may still hold ``${{ ... }}`` references at validation time; a validator must
 accept those wherever a reference is plausible (use :func:`has_reference`)."""
+
+
+def resolve_config_path(base_dir: Path, path: str | Path) -> Path:
+    """A path from a config as the whole project resolves it: ``~`` expanded, and relative to
+    ``base_dir`` (the workflow file's directory), never to the current directory. Validators
+    and step bodies must agree on this, or a check would pass for a file the step cannot find."""
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else base_dir / candidate
 
 
 def has_reference(value: object) -> bool:
@@ -198,8 +208,7 @@ class StepContext:
 
     def resolve_path(self, path: str | Path) -> Path:
         """Resolve a config path the way the whole project does: relative to ``base_dir``."""
-        candidate = Path(path).expanduser()
-        return candidate if candidate.is_absolute() else self.base_dir / candidate
+        return resolve_config_path(self.base_dir, path)
 
 
 class StepBody(abc.ABC):
@@ -249,4 +258,5 @@ __all__ = [
     "ValidationContext",
     "Validator",
     "has_reference",
+    "resolve_config_path",
 ]

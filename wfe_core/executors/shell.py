@@ -49,6 +49,7 @@ from wfe_core.contracts import (
     StepFailed,
     ValidationContext,
     has_reference,
+    resolve_config_path,
 )
 from wfe_core.process_output import OutputCapture, process_outputs
 
@@ -120,8 +121,7 @@ def validate(config: ShellConfig, ctx: ValidationContext) -> Iterable[Diagnostic
     if config.timeout is not None and config.timeout <= 0:
         yield ctx.error("SHELL005", "'timeout' must be longer than zero", "timeout")
     if config.working_dir is not None and not has_reference(config.working_dir):
-        path = Path(config.working_dir).expanduser()
-        path = path if path.is_absolute() else ctx.base_dir / path
+        path = resolve_config_path(ctx.base_dir, config.working_dir)
         if path.exists() and not path.is_dir():
             yield ctx.error(
                 "SHELL006", f"working_dir {str(path)!r} is not a directory", "working_dir"
