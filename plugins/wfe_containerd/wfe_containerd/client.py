@@ -56,7 +56,6 @@ from wfe_containerd.pull import (
     ProgressCallback,
     ensure_image,
     load_image,
-    pull_image,
 )
 from wfe_containerd.shield import SETTLE_TIMEOUT, finish_shielded, settle_then
 from wfe_containerd.spec import SPEC_TYPE_URL, BindMount, RunOptions, build_spec
@@ -263,6 +262,11 @@ def _cgroup_oom_kills(namespace: str, container_id: str) -> int:
     return 0
 
 
+def _with_owner(labels: Mapping[str, str] | None) -> dict[str, str]:
+    """This process's owner labels (what ``wfe gc`` goes by), then the caller's on top."""
+    return {**owner.owner_labels(), **(labels or {})}
+
+
 def _signal_number(name: str) -> int:
     if not name:
         return int(signals.SIGTERM)
@@ -348,15 +352,15 @@ class Client:
         labels: Mapping[str, str] | None = None,
     ) -> Image:
         """Pull and unpack ``ref`` (always contacts the registry)."""
-        return await pull_image(
-            self.conn,
+        return await self.ensure_image(
             ref,
+            policy="always",
             snapshotter=snapshotter,
             platform=platform,
             credentials=credentials,
             insecure_registries=insecure_registries,
             progress=progress,
-            lease_labels={**owner.owner_labels(), **(labels or {})},
+            labels=labels,
         )
 
     async def get_image(
@@ -387,7 +391,7 @@ class Client:
             credentials=credentials,
             insecure_registries=insecure_registries,
             progress=progress,
-            lease_labels={**owner.owner_labels(), **(labels or {})},
+            lease_labels=_with_owner(labels),
         )
 
     # -- containers --------------------------------------------------------------------------
@@ -403,7 +407,7 @@ class Client:
     ) -> Container:
         """Prepare the rootfs snapshot and create the container record, under a lease."""
         conn = self.conn
-        all_labels = {**owner.owner_labels(), **(labels or {})}
+        all_labels = _with_owner(labels)
         user = await resolve_image_user(conn, image.layers, options.user or image.config.user)
         try:
             spec = build_spec(
