@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from wfe_buildkit.config_entries import entry_fields, resolve_under
 from wfe_buildkit.errors import InvalidConfig, locate_problems
 
 if TYPE_CHECKING:
@@ -131,14 +132,13 @@ def parse_secrets(raw: Any, *, where: str = "secrets") -> tuple[SecretSpec, ...]
 
 
 def _fields(item: Any) -> dict[str, Any] | None:
-    if isinstance(item, Mapping):
-        return dict(item)
-    if attrs.has(type(item)):
-        fields = {k: v for k, v in attrs.asdict(item, recurse=False).items() if v is not None}
-        if "file" in fields and "src" not in fields:  # an attrs config class naming it ``file``
-            fields["src"] = fields.pop("file")
+    """:func:`entry_fields`, with an attrs entry's ``file`` read as ``src`` (the config class
+    names it ``file``; a mapping keeps its keys, so ``file`` there is reported as unknown)."""
+    fields = entry_fields(item)
+    if isinstance(item, Mapping) or fields is None or "src" in fields or "file" not in fields:
         return fields
-    return None
+    fields["src"] = fields.pop("file")
+    return fields
 
 
 def load_secrets(
@@ -166,9 +166,7 @@ def load_secrets(
             value = text.encode()
         else:
             assert spec.src is not None
-            path = spec.src.expanduser()
-            if base_dir is not None and not path.is_absolute():
-                path = base_dir / path
+            path = resolve_under(spec.src, base_dir)
             try:
                 if path.is_dir():
                     problems.append(f"secret {spec.id!r}: src {path} is a directory, not a file")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import attrs
 
+from wfe_buildkit.config_entries import resolve_under
 from wfe_core.contracts import Diagnostic, ValidationContext, has_reference
 
 OUTPUT_TYPES = ("image", "moby", "local", "tar", "oci", "docker")
@@ -134,8 +135,7 @@ def valid_reference(tag: str) -> bool:
 
 
 def _resolve(base: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
+    return resolve_under(Path(value), base)
 
 
 def _check_basics(config: BuildkitConfig, vc: ValidationContext) -> Iterator[Diagnostic]:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from wfe_buildkit.config_entries import entry_fields, resolve_under
 from wfe_buildkit.errors import ConfigProblem, InvalidConfig
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def parse_registry_auth(
         if not isinstance(host_key, str) or not host_key.strip():
             problems.append(f"{where}: registry host names must be non-empty strings")
             continue
-        entry = _entry_fields(value)
+        entry = entry_fields(value)
         if entry is None:
             problems.append(
                 f"{here}: expected a mapping with username and password_env or password_file"
@@ -213,14 +214,6 @@ def parse_registry_auth(
     return tuple(specs)
 
 
-def _entry_fields(value: Any) -> dict[str, Any] | None:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if attrs.has(type(value)):
-        return {k: v for k, v in attrs.asdict(value, recurse=False).items() if v is not None}
-    return None
-
-
 def load_step_credentials(
     specs: tuple[RegistryAuthSpec, ...],
     *,
@@ -247,9 +240,7 @@ def load_step_credentials(
                 continue
         else:
             assert spec.password_file is not None
-            path = spec.password_file.expanduser()
-            if base_dir is not None and not path.is_absolute():
-                path = base_dir / path
+            path = resolve_under(spec.password_file, base_dir)
             try:
                 value = path.read_text(encoding="utf-8")
             except FileNotFoundError:

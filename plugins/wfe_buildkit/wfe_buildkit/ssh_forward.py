@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from wfe_buildkit.config_entries import entry_fields, resolve_under
 from wfe_buildkit.errors import InvalidConfig, locate_problems
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def parse_ssh(raw: Any, *, where: str = "ssh") -> tuple[SSHSpec, ...]:
     seen: dict[str, int] = {}
     for index, item in enumerate(raw):
         here = f"{where}[{index}]"
-        fields = _fields(item)
+        fields = entry_fields(item)
         if fields is None:
             problems.append(f"{here}: expected a mapping with id and agent: true or paths")
             continue
@@ -133,14 +134,6 @@ def parse_ssh(raw: Any, *, where: str = "ssh") -> tuple[SSHSpec, ...]:
     if problems:
         raise SSHForwardError("; ".join(problems), locate_problems(problems, where))
     return tuple(specs)
-
-
-def _fields(item: Any) -> dict[str, Any] | None:
-    if isinstance(item, Mapping):
-        return dict(item)
-    if attrs.has(type(item)):
-        return {k: v for k, v in attrs.asdict(item, recurse=False).items() if v is not None}
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,10 +295,7 @@ def start_ssh_forwarding(
                     )
                 forwarding.sockets[spec.id] = Path(sock)
             else:
-                keys = [
-                    (base_dir / p if base_dir is not None and not p.is_absolute() else p)
-                    for p in (q.expanduser() for q in spec.paths)
-                ]
+                keys = [resolve_under(p, base_dir) for p in spec.paths]
                 agent = start_private_agent(spec.id, keys)
                 forwarding.private_agents.append(agent)
                 forwarding.sockets[spec.id] = agent.socket
