@@ -93,9 +93,8 @@ class PluginRegistry:
         claims = self._found[name]
         if len(claims) > 1:
             owners = " and ".join(f"{c.distribution} ({c.target})" for c in claims)
-            self._errors[name] = PluginError(
-                name, claims[0].distribution, f"type {name!r} is claimed by both {owners}; "
-                "uninstall one of them"
+            self._fail(
+                claims[0], f"type {name!r} is claimed by both {owners}; uninstall one of them"
             )
             return None
         plugin = self._load(claims[0])
@@ -118,7 +117,13 @@ class PluginRegistry:
         """Load problems seen so far."""
         return list(self._errors.values())
 
+    def _fail(self, info: PluginInfo, message: str) -> None:
+        """Remember why ``info.name`` cannot be used (``get`` then returns None for it)."""
+        self._errors[info.name] = PluginError(info.name, info.distribution, message)
+
     def _load(self, info: PluginInfo) -> ExecutorPlugin | None:
+        """Import one entry point and check it is an :class:`ExecutorPlugin` of that name (a
+        callable returning one is called); None after recording why not."""
         from stevedore import ExtensionManager, NamedExtensionManager
 
         # stevedore memoises a group's entry points for the life of the process; the listing
@@ -139,30 +144,23 @@ class PluginRegistry:
         )
         if failures or not manager.extensions:
             message = failures[0] if failures else "entry point could not be loaded"
-            self._errors[info.name] = PluginError(
-                info.name, info.distribution, f"failed to load {info.target}: {message}"
-            )
+            self._fail(info, f"failed to load {info.target}: {message}")
             return None
         obj = manager.extensions[0].plugin
         if callable(obj) and not isinstance(obj, ExecutorPlugin):
             try:
                 obj = obj()
             except Exception as exc:
-                self._errors[info.name] = PluginError(
-                    info.name, info.distribution, f"{info.target}() raised {exc!r}"
-                )
+                self._fail(info, f"{info.target}() raised {exc!r}")
                 return None
         if not isinstance(obj, ExecutorPlugin):
-            self._errors[info.name] = PluginError(
-                info.name,
-                info.distribution,
-                f"{info.target} is a {type(obj).__name__}, not a wfe_core.ExecutorPlugin",
+            self._fail(
+                info, f"{info.target} is a {type(obj).__name__}, not a wfe_core.ExecutorPlugin"
             )
             return None
         if obj.name != info.name:
-            self._errors[info.name] = PluginError(
-                info.name,
-                info.distribution,
+            self._fail(
+                info,
                 f"entry point is named {info.name!r} but the plugin calls itself {obj.name!r}",
             )
             return None
