@@ -241,6 +241,19 @@ class _OOMWatch:
                     self.seen.set()
                     return
 
+    async def killed(self, exit_code: int, *, timed_out: bool) -> bool:
+        """Whether the OOM killer ended the task: the event, else for a SIGKILL exit (137) that
+        was not our timeout's, the cgroup's counter or an event arriving up to 0.5 s late."""
+        if self.seen.is_set():
+            return True
+        if exit_code != 137 or timed_out:
+            return False
+        if _cgroup_oom_kills(self.conn.namespace, self.container_id) > 0:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.seen.wait(), 0.5)
+        return self.seen.is_set()
+
     async def close(self) -> None:
         self._task.cancel()
         with contextlib.suppress(BaseException):
@@ -554,15 +567,7 @@ class Client:
             except asyncio.CancelledError:
                 await finish_shielded(self._stop(task, waiter, grace_period))
                 raise
-            oom_killed = oom.seen.is_set() or (
-                exit_code == 137
-                and not timed_out
-                and _cgroup_oom_kills(self.namespace, container.id) > 0
-            )
-            if exit_code == 137 and not timed_out and not oom_killed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(oom.seen.wait(), 0.5)
-                oom_killed = oom.seen.is_set()
+            oom_killed = await oom.killed(exit_code, timed_out=timed_out)
             if pump is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(pump), DRAIN_TIMEOUT)
