@@ -251,3 +251,25 @@ async def test_step_stops_private_agent_when_cancelled_during_start(
     assert not started[0].private_agents
     directory = Path(started[0].sockets["default"]).parent
     assert not directory.exists()
+
+
+async def test_client_ssh_agents_are_forwarded_read_only(tmp_path: Path) -> None:
+    """``Client.build(ssh_agents=...)`` (the session's built-in SSH service) is read-only too."""
+    from wfe_buildkit.session import SessionServer
+
+    key = keygen(tmp_path / "id_ed25519")
+    agent = start_private_agent("default", [key])
+    try:
+        async with SessionServer(ssh_agents={"default": str(agent.socket)}) as session:
+            assert set(SSH_METHODS) <= set(session.methods)
+            async with grpc.aio.insecure_channel(f"unix:{session.socket_path}") as channel:
+                stub = ssh_pb2_grpc.SSHStub(channel)
+                await stub.CheckAgent(ssh_pb2.CheckAgentRequest(ID="default"))
+                async with build_side_socket(channel, tmp_path) as sock:
+                    code, out = await ssh_add(sock, "-D")
+                    assert code != 0
+                    code, out = await ssh_add(sock, "-l")
+                    assert code == 0, out
+                    assert fingerprint(key) in out
+    finally:
+        agent.stop()

@@ -37,13 +37,12 @@ from wfe_buildkit._pb import (
     fsutil_pb2,
     secrets_pb2,
     secrets_pb2_grpc,
-    ssh_pb2,
-    ssh_pb2_grpc,
 )
 from wfe_buildkit.engine import DockerEngine, EngineHTTPError
 from wfe_buildkit.errors import SessionError
-from wfe_buildkit.filesync import EOF, TransferStats, receive_file, receive_tree, send_tree
+from wfe_buildkit.filesync import TransferStats, receive_file, receive_tree, send_tree
 from wfe_buildkit.fstree import WalkFilter
+from wfe_buildkit.ssh_forward import SSHServicer, add_ssh_servicer
 from wfe_buildkit.transport import LIVE_DIRECTORIES, ThreadedSplice
 
 PUMP_CHUNK = 64 * 1024
@@ -129,46 +128,6 @@ class _SecretsService(secrets_pb2_grpc.SecretsServicer):
         except OSError:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"secret {request.ID} not readable")
         return secrets_pb2.GetSecretResponse(data=data)
-
-
-class _SSHService(ssh_pb2_grpc.SSHServicer):
-    def __init__(self, agents: Mapping[str, str]) -> None:
-        self.agents = dict(agents)
-
-    async def CheckAgent(
-        self, request: Any, context: Any
-    ) -> ssh_pb2.CheckAgentResponse:
-        ident = request.ID or "default"
-        if ident not in self.agents:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no SSH agent with id {ident}")
-        return ssh_pb2.CheckAgentResponse()
-
-    async def ForwardAgent(
-        self, request_iterator: Any, context: Any
-    ) -> None:
-        ident = (_metadata(context).get("buildkit.ssh.id") or ["default"])[0]
-        socket_path = self.agents.get(ident)
-        if socket_path is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no SSH agent with id {ident}")
-        reader, writer = await asyncio.open_unix_connection(str(socket_path))
-
-        async def upstream() -> None:
-            while True:
-                message = await context.read()
-                if message is EOF:
-                    break
-                writer.write(message.data)
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-
-        task = asyncio.ensure_future(upstream())
-        try:
-            while data := await reader.read(PUMP_CHUNK):
-                await context.write(ssh_pb2.BytesMessage(data=data))
-        finally:
-            task.cancel()
-            writer.close()
 
 
 class SessionServer:
@@ -267,9 +226,10 @@ class SessionServer:
                 _SecretsService(self.secrets), server
             )
         if self.ssh_agents:
-            ssh_pb2_grpc.add_SSHServicer_to_server(  # type: ignore[no-untyped-call]
-                _SSHService(self.ssh_agents), server
-            )
+            # the same read-only agent proxy the step uses (ssh_forward.SSHServicer): a build
+            # may list keys and sign, never add, remove or lock keys in the forwarded agent
+            agents = {ident: Path(path) for ident, path in self.ssh_agents.items()}
+            add_ssh_servicer(server, SSHServicer(agents))
         file_sync = grpc.method_handlers_generic_handler(
             "moby.filesync.v1.FileSync",
             {
