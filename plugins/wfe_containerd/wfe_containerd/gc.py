@@ -33,13 +33,26 @@ _FILTER = f'labels."{owner.PID}"'
 _DIR = re.compile(rf"^{re.escape(DIR_PREFIX)}(\d+)-")
 
 
-async def _ignore_missing(conn: Connection, method: object, request: object) -> None:
-    with contextlib.suppress(NotFoundError):
+async def _remove(conn: Connection, method: object, request: object) -> bool:
+    """Make a delete call; False when the object was gone already."""
+    try:
         await conn.call(method, request)  # type: ignore[arg-type]
+    except NotFoundError:
+        return False
+    return True
 
 
 async def _collect(conn: Connection) -> list[str]:
     removed: list[str] = []
+    snapshotters = await _collect_containers(conn, removed)
+    for snapshotter in sorted(snapshotters):
+        await _collect_snapshots(conn, snapshotter, removed)
+    await _collect_leases(conn, removed)
+    return removed
+
+
+async def _collect_containers(conn: Connection, removed: list[str]) -> set[str]:
+    """Dead owners' tasks, containers and rootfs snapshots; returns the snapshotters seen."""
     snapshotters = {DEFAULT_SNAPSHOTTER}
     listed = await conn.call(
         conn.containers.List, containers_pb2.ListContainersRequest(filters=[_FILTER])
@@ -59,52 +72,46 @@ async def _collect(conn: Connection) -> list[str]:
                 )
             await conn.call(conn.tasks.Delete, tasks_pb2.DeleteTaskRequest(container_id=cid))
             removed.append(f"task {cid}")
-        await _ignore_missing(
-            conn, conn.containers.Delete, containers_pb2.DeleteContainerRequest(id=cid)
-        )
+        await _remove(conn, conn.containers.Delete, containers_pb2.DeleteContainerRequest(id=cid))
         removed.append(f"container {cid}")
         if container.snapshot_key:
-            snapshotters.add(container.snapshotter or DEFAULT_SNAPSHOTTER)
-            try:
-                await conn.call(
-                    conn.snapshots.Remove,
-                    snapshots_pb2.RemoveSnapshotRequest(
-                        snapshotter=container.snapshotter or DEFAULT_SNAPSHOTTER,
-                        key=container.snapshot_key,
-                    ),
-                )
+            snapshotter = container.snapshotter or DEFAULT_SNAPSHOTTER
+            snapshotters.add(snapshotter)
+            if await _remove_snapshot(conn, snapshotter, container.snapshot_key):
                 removed.append(f"snapshot {container.snapshot_key}")
-            except NotFoundError:
-                pass
-    for snapshotter in sorted(snapshotters):
-        stale: list[str] = []
-        with contextlib.suppress(NotFoundError):
-            async for message in conn.stream(
-                conn.snapshots.List,
-                snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter, filters=[_FILTER]),
-            ):
-                stale += [
-                    i.name
-                    for i in message.info
-                    if not owner.owner_alive(i.labels) and i.kind != snapshots_pb2.COMMITTED
-                ]
-        for key in stale:
-            try:
-                await conn.call(
-                    conn.snapshots.Remove,
-                    snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key),
-                )
-                removed.append(f"snapshot {key}")
-            except NotFoundError:
-                pass
+    return snapshotters
+
+
+async def _collect_snapshots(conn: Connection, snapshotter: str, removed: list[str]) -> None:
+    """Dead owners' active snapshots not tied to a container (committed layers stay)."""
+    stale: list[str] = []
+    with contextlib.suppress(NotFoundError):
+        async for message in conn.stream(
+            conn.snapshots.List,
+            snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter, filters=[_FILTER]),
+        ):
+            stale += [
+                i.name
+                for i in message.info
+                if not owner.owner_alive(i.labels) and i.kind != snapshots_pb2.COMMITTED
+            ]
+    for key in stale:
+        if await _remove_snapshot(conn, snapshotter, key):
+            removed.append(f"snapshot {key}")
+
+
+async def _remove_snapshot(conn: Connection, snapshotter: str, key: str) -> bool:
+    request = snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key)
+    return await _remove(conn, conn.snapshots.Remove, request)
+
+
+async def _collect_leases(conn: Connection, removed: list[str]) -> None:
     leases = await conn.call(conn.leases.List, leases_pb2.ListRequest(filters=[_FILTER]))
     for lease in leases.leases:
         if owner.owner_alive(lease.labels):
             continue
-        with contextlib.suppress(NotFoundError):
-            await conn.call(conn.leases.Delete, leases_pb2.DeleteRequest(id=lease.id))
+        if await _remove(conn, conn.leases.Delete, leases_pb2.DeleteRequest(id=lease.id)):
             removed.append(f"lease {lease.id}")
-    return removed
 
 
 def _pid_alive(pid: int) -> bool:
