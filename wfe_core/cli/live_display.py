@@ -36,7 +36,7 @@ from wfe_core.cli.progress_state import (
     format_duration,
 )
 from wfe_core.model import Workflow
-from wfe_core.runner import RunEvent, RunFinished, StepFinished, StepLog
+from wfe_core.runner import RunEvent, RunFinished, RunStatus, StepFinished, StepLog
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 ICONS = {
@@ -57,11 +57,6 @@ MAX_CHILDREN = 4
 
 def _spinner(now: float) -> str:
     return SPINNER[int(now * 10) % len(SPINNER)]
-
-
-def _top_level(step: StepView) -> list[ItemView]:
-    """A step's items that do not belong to another of its items."""
-    return [i for i in step.items.values() if i.parent is None or i.parent not in step.items]
 
 
 def _first_line(text: str, limit: int = 120) -> str:
@@ -101,7 +96,7 @@ class LiveDisplay:
             style = (
                 "green"
                 if result.ok
-                else ("yellow" if result.status.value == "cancelled" else "bold red")
+                else ("yellow" if result.status is RunStatus.CANCELLED else "bold red")
             )
             self.console.print(Text(describe_run(result), style=style))
 
@@ -194,7 +189,7 @@ class LiveDisplay:
 
     def _items(self, step: StepView) -> list[ItemView]:
         """Top-level items to show: the latest ones while the step runs, failures after."""
-        items = _top_level(step)
+        items = step.top_level_items()
         if step.finished:
             return [item for item in items if item.error]
         return items[-MAX_ITEMS:]
@@ -209,7 +204,7 @@ class LiveDisplay:
 
     def _items_summary(self, step: StepView) -> Text | None:
         """``… 5 earlier`` while running, ``12 items, 10 cached`` once done (top-level only)."""
-        items = _top_level(step)
+        items = step.top_level_items()
         if not items:
             return None
         cached = sum(1 for item in items if item.cached)

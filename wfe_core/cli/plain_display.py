@@ -95,6 +95,10 @@ class PlainDisplay:
             # The reader went away (``wfe run | head``): keep running, stop printing.
             self.closed = True
 
+    def write_output(self, step: str, stream: str, line: str) -> None:
+        """A line of a step's output: ``step | line`` for stdout, ``step ! line`` for stderr."""
+        self.write(f"{step} {'|' if stream == 'stdout' else '!'} {line}")
+
     def note(self, message: str) -> None:
         self.write(message)
 
@@ -109,9 +113,8 @@ class PlainDisplay:
 
     def handle(self, event: RunEvent) -> None:
         if isinstance(event, StepLog):
-            marker = "|" if event.stream == "stdout" else "!"
             for line in self.lines.feed(event.step, event.stream, event.text):
-                self.write(f"{event.step} {marker} {line}")
+                self.write_output(event.step, event.stream, line)
             return
         step = self.view.apply(event)
         if isinstance(event, RunStarted):
@@ -131,9 +134,8 @@ class PlainDisplay:
             )
         elif isinstance(event, StepProgress) and step is not None:
             item = step.items[event.event.id]
-            belongs = item.parent is not None and item.parent in step.items
-            if item.done and not belongs and not item.data.get("_reported"):
-                item.data["_reported"] = True
+            if item.done and not item.reported and not step.is_nested(item):
+                item.reported = True
                 if item.cached:
                     mark = "CACHED"
                 elif item.error:
@@ -143,7 +145,7 @@ class PlainDisplay:
                 self.write(f"{step.name}: [{item.kind}] {item.name} {mark}".rstrip())
         elif isinstance(event, StepFinished) and step is not None:
             for stream, line in self.lines.flush(step.name):
-                self.write(f"{step.name} {'|' if stream == 'stdout' else '!'} {line}")
+                self.write_output(step.name, stream, line)
             if not quiet_skip(step):
                 self.write(f"{step.name}: {describe_end(step)}")
         elif isinstance(event, RunFinished):

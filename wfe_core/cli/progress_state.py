@@ -8,7 +8,6 @@ It is only touched from the event loop's thread, so it needs no locking.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -57,6 +56,8 @@ class ItemView:
     id: str
     data: dict[str, Any] = attrs.field(factory=dict)
     first_seen: float = 0.0
+    reported: bool = False
+    """Whether the plain display has written this item's final line already."""
 
     @property
     def name(self) -> str:
@@ -109,6 +110,14 @@ class StepView:
     @property
     def finished(self) -> bool:
         return self.state not in (PENDING, RUNNING, RETRYING)
+
+    def is_nested(self, item: ItemView) -> bool:
+        """Whether ``item`` belongs to another item of this step (a transfer of a vertex)."""
+        return item.parent is not None and item.parent in self.items
+
+    def top_level_items(self) -> list[ItemView]:
+        """The items that do not belong to another of this step's items, oldest first."""
+        return [item for item in self.items.values() if not self.is_nested(item)]
 
     def elapsed(self, now: float) -> float | None:
         if self.duration is not None:
@@ -181,12 +190,8 @@ class RunView:
         item = step.items.get(event.id)
         if item is None:
             item = step.items[event.id] = ItemView(event.kind, event.id, {}, now)
-        item.data.update(_plain(event.data))
+        item.data.update(event.data)
         return item
-
-
-def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(data)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -205,11 +210,14 @@ def format_duration(seconds: float | None) -> str:
 
 
 def format_bytes(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+    """``512B``, ``1.5KiB``, ``3.2MiB``, ``1.0GiB`` (GiB is the largest unit)."""
+    if value < 1024:
+        return f"{value:.0f}B"
+    for unit in ("KiB", "MiB"):
         value /= 1024
-    return f"{value:.1f}GiB"
+        if value < 1024:
+            return f"{value:.1f}{unit}"
+    return f"{value / 1024:.1f}GiB"
 
 
 __all__ = [

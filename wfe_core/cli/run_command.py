@@ -24,7 +24,7 @@ from wfe_core.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
 from wfe_core.cli.diagnostics import print_diagnostics, print_error
 from wfe_core.contracts import JSONValue
 from wfe_core.model import Workflow
-from wfe_core.runner import RunEvent, RunResult
+from wfe_core.runner import RunEvent, RunResult, RunStatus
 from wfe_core.runner.engine import Run
 
 
@@ -123,7 +123,7 @@ def run_command(
 
         sys.stdout.write(json.dumps(run_result_to_json(result), indent=2, default=str) + "\n")
         sys.stdout.flush()
-    if result.status.value == "cancelled":
+    if result.status is RunStatus.CANCELLED:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
 
