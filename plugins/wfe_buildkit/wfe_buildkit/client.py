@@ -335,11 +335,11 @@ class Client:
                 "push through the Engine API needs a docker:// address; with buildkitd use "
                 "Export.image(tags, push=True)"
             )
-        from wfe_buildkit.engine import registry_host
+        from wfe_buildkit.engine import registry_host, split_tag
 
         pushed: dict[str, str] = {}
         for tag in tags:
-            host = registry_host(tag.rsplit(":", 1)[0] if ":" in tag.rsplit("/", 1)[-1] else tag)
+            host = registry_host(split_tag(tag)[0])
             creds = (registry_auth or {}).get(host)
             auth = {"username": creds.username, "password": creds.password} if creds else None
             pushed[tag] = await engine.push(tag, auth)
