@@ -42,7 +42,14 @@ from typing import Any
 import attrs
 
 from wfe_core.cancellation import run_to_completion
-from wfe_core.contracts import ExecutionResult, JSONValue, ProgressEvent, StepContext, StepFailed
+from wfe_core.contracts import (
+    ExecutionResult,
+    ExecutorPlugin,
+    JSONValue,
+    ProgressEvent,
+    StepContext,
+    StepFailed,
+)
 from wfe_core.model import RetryPolicy, Step, Workflow
 from wfe_core.plugins import PluginRegistry
 from wfe_core.runner.bodies import StepSetupError, build_config, call_body
@@ -475,18 +482,9 @@ class Run:
             )
         )
 
-    async def _attempt(self, step: Step, plugin: Any, attempt: int) -> _Attempt:
-        """One attempt of an executor step, from config to result."""
-        try:
-            config = build_config(
-                plugin, step, inputs=self.inputs, outputs=self._outputs_view, env=self.env
-            )
-            body = plugin.create(config)
-        except StepSetupError as exc:
-            return _Attempt(StepState.FAILED, error=str(exc), retryable=False)
-        except Exception as exc:
-            message = f"could not create the step: {_describe(exc)}"
-            return _Attempt(StepState.FAILED, error=message, retryable=False)
+    def _context(self, step: Step, config: Any, attempt: int) -> StepContext:
+        """The step's view of the run; its sinks turn log chunks and progress into events (from
+        whatever thread a sync body calls them on)."""
         name = step.name
         on_event = self._on_event
 
@@ -498,8 +496,8 @@ class Run:
             if on_event is not None:
                 self._emit_from_any_thread(StepProgress(name, event))
 
-        assert self._sem is not None and self.workspace is not None
-        ctx = StepContext(
+        assert self.workspace is not None
+        return StepContext(
             run_id=self.run_id,
             workflow_id=self.workflow.id,
             step_name=name,
@@ -513,6 +511,22 @@ class Run:
             progress_sink=progress,
             timeout=step.timeout,
         )
+
+    async def _attempt(self, step: Step, plugin: ExecutorPlugin, attempt: int) -> _Attempt:
+        """One attempt of an executor step, from config to result."""
+        try:
+            config = build_config(
+                plugin, step, inputs=self.inputs, outputs=self._outputs_view, env=self.env
+            )
+            body = plugin.create(config)
+        except StepSetupError as exc:
+            return _Attempt(StepState.FAILED, error=str(exc), retryable=False)
+        except Exception as exc:
+            message = f"could not create the step: {_describe(exc)}"
+            return _Attempt(StepState.FAILED, error=message, retryable=False)
+        ctx = self._context(step, config, attempt)
+        name = step.name
+        assert self._sem is not None
         async with self._sem:
             self._started.add(name)
             now = time.time()
@@ -529,9 +543,7 @@ class Run:
                         result = await call_body(body, ctx)
             except StepFailed as exc:
                 state, outputs, error = StepState.FAILED, exc.outputs, exc.message or "failed"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # cancellation is a BaseException: it propagates
                 state, error = StepState.FAILED, _describe(exc)
             else:
                 state, outputs, outcome, error = (
