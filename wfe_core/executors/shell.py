@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, NewType
 
 import attrs
+import cattrs
 
 from wfe_core.cancellation import run_to_completion, wait_through_cancellation
 from wfe_core.compiler.config import ConfigValueError, default_converter
@@ -94,7 +95,7 @@ def _structure_seconds(value: Any, _type: Any) -> Seconds:
         raise ConfigValueError(str(exc)) from None
 
 
-def _converter() -> Any:
+def _converter() -> cattrs.Converter:
     converter = default_converter()
     converter.register_structure_hook(Seconds, _structure_seconds)
     return converter
@@ -236,6 +237,56 @@ def kill_live_groups() -> None:
     _LIVE_GROUPS.clear()
 
 
+async def _spawn(
+    argv: list[str], cwd: Path, env: dict[str, str], capture: OutputCapture
+) -> tuple[asyncio.subprocess.Process, bool]:
+    """Start ``argv`` in a new session (its own process group); also return whether the step
+    was cancelled meanwhile, for the caller to re-raise once it has cleaned the group up.
+
+    The spawn is shielded: cancelling asyncio's spawn midway makes it kill only the leader and
+    then wait for the pipes to close, which a background child keeps open forever (Python
+    3.11). So it is let finish, and the caller then ends the whole group itself.
+    """
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    )
+    cancelled = await wait_through_cancellation(spawn)
+    try:
+        return spawn.result(), cancelled
+    except OSError as exc:
+        if cancelled:
+            raise asyncio.CancelledError from None
+        reason = exc.strerror or str(exc)
+        raise StepFailed(
+            f"cannot start {argv[0]!r}: {reason}", outputs=process_outputs(capture, None)
+        ) from None
+
+
+async def _pump(
+    stream: asyncio.StreamReader | None, name: str, capture: OutputCapture, ctx: StepContext
+) -> None:
+    """Read one of the process's pipes to its end into ``capture`` and the step log."""
+    if stream is None:
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    while True:
+        data = await stream.read(_READ_SIZE)
+        text = decoder.decode(data, final=not data)
+        if text:
+            capture.feed(name, text)
+            ctx.log(name, text)
+        if not data:
+            return
+
+
 class ShellStep(StepBody):
     """One execution of a shell step."""
 
@@ -287,46 +338,12 @@ class ShellStep(StepBody):
         capture: OutputCapture,
         output_file: Path,
     ) -> ExecutionResult:
-        # The spawn is shielded: cancelling asyncio's spawn midway makes it kill only the
-        # leader and then wait for the pipes to close, which a background child keeps open
-        # forever (Python 3.11). So let it finish, then clean the whole group up ourselves.
-        spawn = asyncio.ensure_future(
-            asyncio.create_subprocess_exec(
-                *argv,
-                cwd=cwd,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        )
-        cancelled = await wait_through_cancellation(spawn)
-        try:
-            process = spawn.result()
-        except OSError as exc:
-            if cancelled:
-                raise asyncio.CancelledError from None
-            reason = exc.strerror or str(exc)
-            raise StepFailed(
-                f"cannot start {argv[0]!r}: {reason}", outputs=process_outputs(capture, None)
-            ) from None
+        process, cancelled = await _spawn(argv, cwd, env, capture)
         _LIVE_GROUPS.add(process.pid)
-
-        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
-            if stream is None:
-                return
-            decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            while True:
-                data = await stream.read(_READ_SIZE)
-                text = decoder.decode(data, final=not data)
-                if text:
-                    capture.feed(name, text)
-                    ctx.log(name, text)
-                if not data:
-                    return
-
-        pumps = asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
+        pumps = asyncio.gather(
+            _pump(process.stdout, "stdout", capture, ctx),
+            _pump(process.stderr, "stderr", capture, ctx),
+        )
         timeout = self.config.timeout
         timed_out = False
         try:
@@ -344,7 +361,12 @@ class ShellStep(StepBody):
         except BaseException:
             await run_to_completion(self._reap(process, pumps))
             raise
-        code = process.returncode
+        return self._result(process.returncode, timed_out, capture, output_file)
+
+    def _result(
+        self, code: int | None, timed_out: bool, capture: OutputCapture, output_file: Path
+    ) -> ExecutionResult:
+        """The outputs of the reaped process, or :class:`StepFailed` carrying them."""
         if code is None:  # not reaped in time (see _reap); report what we know
             raise StepFailed(
                 "the process could not be reaped", outputs=process_outputs(capture, None)
@@ -353,7 +375,7 @@ class ShellStep(StepBody):
         outputs = process_outputs(capture, exit_code, output_file)
         if timed_out:
             raise StepFailed(
-                f"timed out after {timeout:g}s; the process group was terminated"
+                f"timed out after {self.config.timeout:g}s; the process group was terminated"
                 + self._stderr_tail(capture),
                 outputs=outputs,
             )
