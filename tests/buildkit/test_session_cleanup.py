@@ -36,3 +36,23 @@ async def test_close_after_start_removes_socket_directory() -> None:
         assert directory in LIVE_DIRECTORIES
     assert not os.path.exists(directory)
     assert directory not in LIVE_DIRECTORIES
+
+
+async def test_transport_close_removes_relay_when_channel_close_fails() -> None:
+    from wfe_buildkit.address import parse_address
+    from wfe_buildkit.transport import Transport, UpgradeRelay
+
+    class _FailingChannel:
+        async def close(self, grace: object) -> None:
+            raise RuntimeError("channel close failed")
+
+    transport = Transport(parse_address("docker+unix:///nonexistent/docker.sock"))
+    assert transport.engine is not None
+    relay = UpgradeRelay(transport.engine)
+    transport.relay = relay
+    transport._channel = _FailingChannel()  # type: ignore[assignment]
+    with pytest.raises(RuntimeError, match="channel close failed"):
+        await transport.close()
+    assert not os.path.exists(relay.directory)
+    assert relay.directory not in LIVE_DIRECTORIES
+    assert transport.relay is None

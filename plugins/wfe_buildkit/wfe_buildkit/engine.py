@@ -120,9 +120,9 @@ class DockerEngine:
         reader, writer = await self._connect()
         lines = [f"{method} {path} HTTP/1.1", "Host: docker", "Content-Length: 0"]
         lines += [f"{k}: {v}" for k, v in headers]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        await writer.drain()
         try:
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            await writer.drain()
             status, response_headers = await _read_head(reader)
         except BaseException:
             writer.close()

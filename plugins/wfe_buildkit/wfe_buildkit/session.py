@@ -304,7 +304,11 @@ class SessionServer:
             while data := await reader.read(PUMP_CHUNK):
                 yield control_pb2.BytesMessage(data=data)
 
-        call = stub.Session(requests(), metadata=self.grpc_metadata())
+        try:
+            call = stub.Session(requests(), metadata=self.grpc_metadata())
+        except BaseException:
+            writer.close()
+            raise
         self._call = call
 
         async def pump() -> None:

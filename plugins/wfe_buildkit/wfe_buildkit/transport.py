@@ -260,12 +260,15 @@ class Transport:
         return DaemonConnectionError(address.raw, details, hint)
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
-        if self.relay is not None:
-            await self.relay.close()
-            self.relay = None
+        """Close the channel, then the relay (also when closing the channel fails)."""
+        channel, self._channel = self._channel, None
+        relay, self.relay = self.relay, None
+        try:
+            if channel is not None:
+                await channel.close(None)
+        finally:
+            if relay is not None:
+                await relay.close()
 
 
 __all__ = [
