@@ -48,7 +48,7 @@ def build_config(
     """The step's config object with every reference resolved (raises :class:`StepSetupError`)."""
     if step.config is not None and not has_references(step.raw_config):
         return step.config
-    from wfe_core.compiler import ConfigError, structure_config
+    from wfe_core.compiler.config import ConfigError, format_path, structure_config
     from wfe_core.interpolate import InterpolationError, interpolate
 
     try:
@@ -58,8 +58,9 @@ def build_config(
     try:
         return structure_config(plugin, data)
     except ConfigError as exc:
+        # Keys are named as the compiler names them (``config.mounts[0].source``).
         problems = "; ".join(
-            f"config.{'.'.join(str(p) for p in path)}: {message}" if path else message
+            f"config.{format_path(path)}: {message}" if path else message
             for path, message in exc.messages
         )
         raise StepSetupError(problems or str(exc)) from None
