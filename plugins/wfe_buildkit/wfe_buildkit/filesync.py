@@ -362,14 +362,12 @@ async def receive_tree(
                 item = pending.get(packet.ID)
                 if item is None:
                     raise ExportError(f"the daemon sent data for unrequested file {packet.ID}")
+                if item.fd < 0:  # opened on its first DATA packet (an empty file has one)
+                    item.fd = tree.open_file(item.path)
                 if packet.data:
-                    if item.fd < 0:
-                        item.fd = tree.open_file(item.path)
                     await asyncio.to_thread(_write_all, item.fd, packet.data)
-                else:
-                    if item.fd < 0:
-                        item.fd = tree.open_file(item.path)
-                    _finish_file(tree, item)
+                else:  # an empty DATA packet ends the file
+                    _finish_file(item)
                     del pending[packet.ID]
             elif packet.type == FIN:
                 break
@@ -414,7 +412,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _finish_file(tree: _Tree, item: _Pending) -> None:
+def _finish_file(item: _Pending) -> None:
     os.fchmod(item.fd, posix_permissions(item.mode))
     os.utime(item.fd, ns=(item.mtime, item.mtime))
     os.close(item.fd)
