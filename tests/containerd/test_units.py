@@ -529,3 +529,59 @@ def test_a_redirect_loop_error_leaves_out_the_signed_query() -> None:
         server.close()
     assert "s3cr3t" not in str(info.value)
     assert "/elsewhere?..." in str(info.value)
+
+
+async def test_a_failed_ingest_closes_its_chunk_source() -> None:
+    """When the content store drops a write, the layer's source (an open registry download) is
+    closed at once, not whenever the abandoned generator is collected."""
+    import grpc.aio
+    from wfe_containerd import content
+    from wfe_containerd._pb.services import content_pb2
+    from wfe_containerd.errors import PullError
+
+    closed: list[bool] = []
+
+    async def source(offset: int) -> Any:
+        try:
+            yield b"x"
+            yield b"y"
+        finally:
+            closed.append(True)
+
+    class Call:
+        def __init__(self) -> None:
+            self.last: Any = None
+
+        async def write(self, request: Any) -> None:
+            self.last = request
+
+        async def read(self) -> Any:
+            if self.last.action == content_pb2.STAT:
+                return content_pb2.WriteContentResponse(offset=0)
+            return grpc.aio.EOF  # the daemon went away mid-blob
+
+        def cancel(self) -> None:
+            pass
+
+    class Conn:
+        namespace = "ns"
+
+        class content:  # shaped like Connection.content
+            @staticmethod
+            def Write(metadata: Any) -> Call:
+                return Call()
+
+        def metadata(self, lease: Any) -> tuple[()]:
+            return ()
+
+    with pytest.raises(PullError, match="closed the write stream"):
+        await content.write_blob(
+            Conn(),  # type: ignore[arg-type]
+            ref="r",
+            digest=BLOB_DIGEST,
+            size=2,
+            source=source,
+            labels={},
+            lease=None,
+        )
+    assert closed == [True]

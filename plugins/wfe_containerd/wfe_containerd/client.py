@@ -232,14 +232,16 @@ class _OOMWatch:
     async def _watch(self) -> None:
         ns = self.conn.namespace.replace('"', "")
         request = events_pb2.SubscribeRequest(filters=[f'topic=="/tasks/oom",namespace=="{ns}"'])
+        events = self.conn.stream(self.conn.events.Subscribe, request)
         with contextlib.suppress(ContainerdError):
-            async for envelope in self.conn.stream(self.conn.events.Subscribe, request):
-                event = task_events_pb2.TaskOOM()
-                with contextlib.suppress(Exception):
-                    event.ParseFromString(envelope.event.value)
-                if event.container_id == self.container_id:
-                    self.seen.set()
-                    return
+            async with contextlib.aclosing(events):  # ends the subscription when we return
+                async for envelope in events:
+                    event = task_events_pb2.TaskOOM()
+                    with contextlib.suppress(Exception):
+                        event.ParseFromString(envelope.event.value)
+                    if event.container_id == self.container_id:
+                        self.seen.set()
+                        return
 
     async def killed(self, exit_code: int, *, timed_out: bool) -> bool:
         """Whether the OOM killer ended the task: the event, else for a SIGKILL exit (137) that

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +193,7 @@ class Connection:
 
     async def stream(
         self, method: Callable[..., Any], request: Any, *, lease: str | None = None
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """A server-streaming call, yielded message by message (lost cancellations re-raised,
         as in :meth:`call`)."""
         call = method(request, metadata=self.metadata(lease))

@@ -10,8 +10,9 @@ A ref locked by another writer (UNAVAILABLE) is retried with backoff; a blob tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 import grpc
 
@@ -22,7 +23,7 @@ from wfe_containerd.errors import AlreadyExistsError, NotFoundError, PullError, 
 CHUNK_BYTES = 1024 * 1024
 LOCKED_REF_PATIENCE = 60.0
 
-ChunkSource = Callable[[int], AsyncIterator[bytes]]
+ChunkSource = Callable[[int], AsyncGenerator[bytes, None]]
 """Given the offset the daemon already has, yields the rest of the blob in chunks."""
 
 
@@ -31,19 +32,21 @@ async def read_blob(conn: Connection, digest: str, *, limit: int = 64 * 1024 * 1
     parts: list[bytes] = []
     total = 0
     request = content_pb2.ReadContentRequest(digest=digest)
-    async for message in conn.stream(conn.content.Read, request):
-        parts.append(message.data)
-        total += len(message.data)
-        if total > limit:
-            raise PullError(f"blob {digest} is larger than {limit} bytes")
+    async with contextlib.aclosing(conn.stream(conn.content.Read, request)) as messages:
+        async for message in messages:
+            parts.append(message.data)
+            total += len(message.data)
+            if total > limit:
+                raise PullError(f"blob {digest} is larger than {limit} bytes")
     return b"".join(parts)
 
 
-async def iter_blob(conn: Connection, digest: str) -> AsyncIterator[bytes]:
+async def iter_blob(conn: Connection, digest: str) -> AsyncGenerator[bytes, None]:
     """A blob from the content store, chunk by chunk."""
     request = content_pb2.ReadContentRequest(digest=digest)
-    async for message in conn.stream(conn.content.Read, request):
-        yield message.data
+    async with contextlib.aclosing(conn.stream(conn.content.Read, request)) as messages:
+        async for message in messages:
+            yield message.data
 
 
 async def exists(conn: Connection, digest: str) -> bool:
@@ -146,15 +149,18 @@ async def _write_once(
         if on_progress and offset:
             on_progress(offset)
         if offset < size:
-            async for chunk in source(offset):
-                response = await exchange(
-                    content_pb2.WriteContentRequest(
-                        action=content_pb2.WRITE, offset=offset, data=chunk
+            # Closed explicitly: a failed exchange must not leave the source's download open
+            # until the abandoned generator happens to be collected.
+            async with contextlib.aclosing(source(offset)) as chunks:
+                async for chunk in chunks:
+                    response = await exchange(
+                        content_pb2.WriteContentRequest(
+                            action=content_pb2.WRITE, offset=offset, data=chunk
+                        )
                     )
-                )
-                offset = response.offset
-                if on_progress:
-                    on_progress(offset)
+                    offset = response.offset
+                    if on_progress:
+                        on_progress(offset)
         if offset != size:
             raise PullError(f"download of {digest} ended at {offset} of {size} bytes")
         await exchange(

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -26,7 +26,7 @@ from wfe_containerd import credentials as creds_mod
 from wfe_containerd._pb.services import diff_pb2, images_pb2, snapshots_pb2
 from wfe_containerd._pb.types import descriptor_pb2
 from wfe_containerd.connection import CLEANUP_TIMEOUT, Connection
-from wfe_containerd.content import CHUNK_BYTES, read_blob, update_labels, write_blob
+from wfe_containerd.content import CHUNK_BYTES, ChunkSource, read_blob, update_labels, write_blob
 from wfe_containerd.credentials import Credentials
 from wfe_containerd.errors import (
     AlreadyExistsError,
@@ -93,8 +93,8 @@ def _distribution_label(ref: Reference) -> dict[str, str]:
 
 def _registry_source(
     registry: RegistryClient, repo: str, desc: Descriptor
-) -> Callable[[int], AsyncIterator[bytes]]:
-    async def chunks(offset: int) -> AsyncIterator[bytes]:
+) -> ChunkSource:
+    async def chunks(offset: int) -> AsyncGenerator[bytes, None]:
         opening = asyncio.ensure_future(asyncio.to_thread(registry.open_blob, repo, desc, offset))
         try:
             stream = await asyncio.shield(opening)
@@ -128,8 +128,8 @@ def _close_opened_stream(opening: asyncio.Future[BlobStream]) -> None:
         opening.result().close()
 
 
-def _bytes_source(data: bytes) -> Callable[[int], AsyncIterator[bytes]]:
-    async def chunks(offset: int) -> AsyncIterator[bytes]:
+def _bytes_source(data: bytes) -> ChunkSource:
+    async def chunks(offset: int) -> AsyncGenerator[bytes, None]:
         for start in range(offset, len(data), CHUNK_BYTES):
             yield data[start : start + CHUNK_BYTES]
 

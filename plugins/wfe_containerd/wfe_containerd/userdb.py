@@ -8,6 +8,7 @@ nothing is mounted. Each blob is spooled to a temporary file, so memory stays bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tarfile
 import tempfile
 from collections.abc import Sequence
@@ -138,9 +139,11 @@ async def read_image_files(
     for layer in reversed(layers):
         if not want:
             break
+        chunks = iter_blob(conn, layer.digest)
         with tempfile.NamedTemporaryFile(prefix="wfe-layer-") as spool:
-            async for chunk in iter_blob(conn, layer.digest):
-                await asyncio.to_thread(spool.write, chunk)
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    await asyncio.to_thread(spool.write, chunk)
             await asyncio.to_thread(spool.flush)
             found, deleted = await asyncio.to_thread(_scan_layer, spool.name, want)
         for name, text in found.items():
