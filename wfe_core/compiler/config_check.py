@@ -20,7 +20,14 @@ from wfe_core.compiler import codes
 from wfe_core.compiler.config import ConfigError, format_path, structure_config
 from wfe_core.compiler.nodes import Map, Node, Scalar, Seq, Span
 from wfe_core.compiler.report import Reporter
-from wfe_core.contracts import ConfigPath, Diagnostic, ExecutorPlugin, ValidationContext
+from wfe_core.contracts import (
+    ConfigPath,
+    Diagnostic,
+    ExecutorPlugin,
+    ValidationContext,
+    Validator,
+    has_reference,
+)
 
 
 def find(root: Node | None, path: ConfigPath, fallback: Span) -> tuple[Node | None, Span]:
@@ -48,8 +55,8 @@ def locator(root: Node | None, fallback: Span) -> Callable[[ConfigPath], tuple[i
     return locate
 
 
-def _holds_reference(node: Node | None) -> bool:
-    return isinstance(node, Scalar) and isinstance(node.value, str) and "${{" in node.value
+_CODES = {"unknown": codes.CONFIG_UNKNOWN_KEY, "missing": codes.CONFIG_MISSING_KEY}
+"""Diagnostic codes of the :class:`ConfigProblem` kinds that have their own (else WFE050)."""
 
 
 def check_config(
@@ -67,26 +74,7 @@ def check_config(
     try:
         config = structure_config(plugin, data)
     except ConfigError as exc:
-        for problem in exc.problems:
-            node, span = find(root, problem.path, anchor)
-            hint = problem.hint
-            if _holds_reference(node):
-                if problem.kind == "invalid":
-                    continue  # text from the reference may fit once it is known
-                if problem.kind == "shape":
-                    hint = "a ${{ ... }} reference always gives text, never a list or mapping"
-            code = {
-                "unknown": codes.CONFIG_UNKNOWN_KEY,
-                "missing": codes.CONFIG_MISSING_KEY,
-            }.get(problem.kind, codes.CONFIG_INVALID)
-            where = format_path(problem.path)
-            prefix = f"config.{where}: " if where and problem.kind in ("invalid", "shape") else ""
-            report.error(
-                code,
-                f"{prefix}{problem.message} (step {step_name!r}, type {plugin.name!r})",
-                span,
-                hint=hint,
-            )
+        _report_problems(exc, plugin, root, anchor, report, step_name)
         return None
     context = ValidationContext(
         file=report.file,
@@ -96,30 +84,72 @@ def check_config(
         locator=locator(root, anchor),
     )
     for validator in plugin.validators:
-        name = getattr(validator, "__qualname__", repr(validator))
-        try:
-            found = list(validator(config, context))
-        except Exception as exc:
+        _validate(validator, config, context, plugin, anchor, report)
+    return config
+
+
+def _report_problems(
+    exc: ConfigError,
+    plugin: ExecutorPlugin,
+    root: Node | None,
+    anchor: Span,
+    report: Reporter,
+    step_name: str,
+) -> None:
+    """One diagnostic per structuring problem, at the offending key, except value problems at
+    a ``${{ ... }}`` reference (its text is only known at run time)."""
+    for problem in exc.problems:
+        node, span = find(root, problem.path, anchor)
+        hint = problem.hint
+        if isinstance(node, Scalar) and has_reference(node.value):
+            if problem.kind == "invalid":
+                continue  # text from the reference may fit once it is known
+            if problem.kind == "shape":
+                hint = "a ${{ ... }} reference always gives text, never a list or mapping"
+        code = _CODES.get(problem.kind, codes.CONFIG_INVALID)
+        where = format_path(problem.path)
+        prefix = f"config.{where}: " if where and problem.kind in ("invalid", "shape") else ""
+        report.error(
+            code,
+            f"{prefix}{problem.message} (step {step_name!r}, type {plugin.name!r})",
+            span,
+            hint=hint,
+        )
+
+
+def _validate(
+    validator: Validator,
+    config: Any,
+    context: ValidationContext,
+    plugin: ExecutorPlugin,
+    anchor: Span,
+    report: Reporter,
+) -> None:
+    """Run one plugin validator; a validator that raises or yields something other than
+    diagnostics is reported as a plugin bug, never a traceback."""
+    name = getattr(validator, "__qualname__", repr(validator))
+    try:
+        found = list(validator(config, context))
+    except Exception as exc:
+        report.error(
+            codes.PLUGIN_FAILED,
+            f"validator {name} of executor {plugin.name!r} failed: {type(exc).__name__}: {exc}",
+            anchor,
+            hint="this is a bug in the executor plugin",
+        )
+        return
+    for diagnostic in found:
+        if isinstance(diagnostic, Diagnostic):
+            if diagnostic.file != report.file:  # built by hand, without the context
+                diagnostic = attrs.evolve(diagnostic, file=report.file)
+            report.add(diagnostic)
+        else:
             report.error(
                 codes.PLUGIN_FAILED,
-                f"validator {name} of executor {plugin.name!r} failed: {type(exc).__name__}: {exc}",
+                f"validator {name} of executor {plugin.name!r} yielded "
+                f"{type(diagnostic).__name__}, not a Diagnostic",
                 anchor,
-                hint="this is a bug in the executor plugin",
             )
-            continue
-        for diagnostic in found:
-            if isinstance(diagnostic, Diagnostic):
-                if diagnostic.file != report.file:  # built by hand, without the context
-                    diagnostic = attrs.evolve(diagnostic, file=report.file)
-                report.add(diagnostic)
-            else:
-                report.error(
-                    codes.PLUGIN_FAILED,
-                    f"validator {name} of executor {plugin.name!r} yielded "
-                    f"{type(diagnostic).__name__}, not a Diagnostic",
-                    anchor,
-                )
-    return config
 
 
 __all__ = ["check_config", "find", "locator"]
