@@ -88,7 +88,6 @@ def parse_address(raw: str | None) -> Address:
     raise InvalidRequest(f"unsupported BuildKit address {text!r}: {forms}")
 
 
-
 __all__ = [
     "DEFAULT_ADDRESS",
     "DEFAULT_DOCKER_SOCKET",

@@ -39,8 +39,6 @@ REDACTED = "***"
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-
-
 class SecretsConfigError(InvalidConfig):
     """The step's ``secrets`` list is malformed or a declared secret cannot be loaded."""
 

@@ -71,8 +71,6 @@ _REFUSED = {
 }
 
 
-
-
 class CacheOptionError(InvalidConfig):
     """A ``cache_from``/``cache_to`` entry is malformed; the message names the entry."""
 

@@ -41,7 +41,6 @@ from wfe_buildkit.transport import Transport
 
 STATUS_DRAIN_SECONDS = 5.0
 FILE_EXPORTERS = ("tar", "oci", "docker")
-KNOWN_EXPORTERS = ("image", "moby", "local", *FILE_EXPORTERS)
 
 
 @attrs.frozen

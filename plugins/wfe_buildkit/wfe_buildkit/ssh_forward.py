@@ -60,8 +60,6 @@ READ_ONLY_REQUESTS = frozenset({SSH_AGENTC_REQUEST_IDENTITIES, SSH_AGENTC_SIGN_R
 FAILURE_FRAME = struct.pack(">IB", 1, SSH_AGENT_FAILURE)
 
 
-
-
 class SSHForwardError(InvalidConfig):
     """The step's ``ssh`` list is malformed or an agent cannot be provided."""
 
