@@ -14,7 +14,6 @@ Diagnostic codes are in :mod:`.codes`, caps in :mod:`.limits`.
 
 from __future__ import annotations
 
-import difflib
 import gc
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from wfe_core.compiler import codes
 from wfe_core.compiler.config import ConfigError, ConfigProblem, default_converter, structure_config
 from wfe_core.compiler.limits import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 from wfe_core.compiler.report import Reporter
+from wfe_core.compiler.suggest import did_you_mean
 from wfe_core.compiler.workflows import compile_document
 from wfe_core.compiler.yaml_loader import decode, load_tree
 from wfe_core.contracts import Diagnostic, Severity
@@ -79,13 +79,12 @@ class CompileResult:
         for workflow in self.workflows:
             if workflow.id == workflow_id:
                 return workflow
-        close = difflib.get_close_matches(workflow_id, ids, n=1)
         raise CompileError(
             Diagnostic(
                 codes.SELECT,
                 f"no workflow {workflow_id!r} in the file; it defines: {', '.join(ids)}",
                 self.file,
-                hint=f"did you mean {close[0]!r}?" if close else None,
+                hint=did_you_mean(workflow_id, ids) or "pass one of those ids to --workflow",
             )
         )
 
