@@ -91,9 +91,7 @@ def _distribution_label(ref: Reference) -> dict[str, str]:
     return {f"containerd.io/distribution.source.{host}": ref.path}
 
 
-def _registry_source(
-    registry: RegistryClient, repo: str, desc: Descriptor
-) -> ChunkSource:
+def _registry_source(registry: RegistryClient, repo: str, desc: Descriptor) -> ChunkSource:
     async def chunks(offset: int) -> AsyncGenerator[bytes, None]:
         opening = asyncio.ensure_future(asyncio.to_thread(registry.open_blob, repo, desc, offset))
         try:
@@ -194,33 +192,10 @@ class _Puller:
             self._report(desc, desc.size, "done" if written else "exists")
 
     async def run(self) -> Image:
-        ref, reg = self.ref, self.registry
-        top = await asyncio.to_thread(reg.resolve, ref.path, ref.object)
-        if top.media_type in MEDIA_SCHEMA1:
-            raise PullError(
-                f"{ref} is a Docker schema 1 image, which is not supported; "
-                "push it again with a current client"
-            )
-        raw = await asyncio.to_thread(reg.fetch_manifest, ref.path, top)
-        manifest_desc, manifest_raw = top, raw
-        if top.media_type in INDEX_TYPES:
-            children = parse_index(raw, f"index of {ref}")
-            chosen = select_manifest(children, self.platform)
-            if chosen is None:
-                offered = ", ".join(str(c.platform) for c in children if c.platform) or "none"
-                raise PullError(
-                    f"{ref} has no image for platform {self.platform} (it offers: {offered})"
-                )
-            labels = {
-                f"containerd.io/gc.ref.content.m.{i}": c.digest for i, c in enumerate(children)
-            }
-            await self._store_small("index", top, raw, labels)
-            manifest_desc = chosen
-            manifest_raw = await asyncio.to_thread(reg.fetch_manifest, ref.path, chosen)
-        elif top.media_type not in MANIFEST_TYPES:
-            raise PullError(f"{ref} resolved to unsupported media type {top.media_type!r}")
+        ref = self.ref
+        top, manifest_desc, manifest_raw = await self._fetch_manifest()
         config_desc, layers = parse_manifest(manifest_raw, f"manifest of {ref}")
-        config_raw = await asyncio.to_thread(reg.fetch_blob_bytes, ref.path, config_desc)
+        config_raw = await asyncio.to_thread(self.registry.fetch_blob_bytes, ref.path, config_desc)
         config = ImageConfig.from_json(config_raw)
         if len(config.diff_ids) != len(layers):
             raise PullError(
@@ -233,18 +208,8 @@ class _Puller:
         )
         await self._store_small("manifest", manifest_desc, manifest_raw, labels)
         await self._store_small("config", config_desc, config_raw, {})
-
         chain = chain_ids(config.diff_ids)
-        gate = asyncio.Semaphore(PARALLEL_DOWNLOADS)
-        fetches = [asyncio.ensure_future(self._fetch_layer(layer, gate)) for layer in layers]
-        try:
-            for index, layer in enumerate(layers):
-                await fetches[index]
-                await self._unpack(index, layer, config.diff_ids[index], chain)
-        finally:
-            for task in fetches:
-                task.cancel()
-            await asyncio.gather(*fetches, return_exceptions=True)
+        await self._fetch_and_unpack(layers, config.diff_ids, chain)
         top_chain = chain[-1] if chain else ""
         if top_chain:
             await update_labels(
@@ -257,6 +222,48 @@ class _Puller:
         return Image(
             str(ref), top, manifest_desc, config_desc.digest, config, tuple(layers), top_chain
         )
+
+    async def _fetch_manifest(self) -> tuple[Descriptor, Descriptor, bytes]:
+        """Resolve the reference; returns what it points at, and the platform's manifest (the
+        same descriptor unless it is an index, which is stored on the way) with its bytes."""
+        ref, reg = self.ref, self.registry
+        top = await asyncio.to_thread(reg.resolve, ref.path, ref.object)
+        if top.media_type in MEDIA_SCHEMA1:
+            raise PullError(
+                f"{ref} is a Docker schema 1 image, which is not supported; "
+                "push it again with a current client"
+            )
+        raw = await asyncio.to_thread(reg.fetch_manifest, ref.path, top)
+        if top.media_type in MANIFEST_TYPES:
+            return top, top, raw
+        if top.media_type not in INDEX_TYPES:
+            raise PullError(f"{ref} resolved to unsupported media type {top.media_type!r}")
+        children = parse_index(raw, f"index of {ref}")
+        chosen = select_manifest(children, self.platform)
+        if chosen is None:
+            offered = ", ".join(str(c.platform) for c in children if c.platform) or "none"
+            raise PullError(
+                f"{ref} has no image for platform {self.platform} (it offers: {offered})"
+            )
+        labels = {f"containerd.io/gc.ref.content.m.{i}": c.digest for i, c in enumerate(children)}
+        await self._store_small("index", top, raw, labels)
+        return top, chosen, await asyncio.to_thread(reg.fetch_manifest, ref.path, chosen)
+
+    async def _fetch_and_unpack(
+        self, layers: Sequence[Descriptor], diff_ids: Sequence[str], chain: Sequence[str]
+    ) -> None:
+        """Download up to PARALLEL_DOWNLOADS layers at once; unpack each, in order, as soon as it
+        and those below it are in. Downloads still running on failure are cancelled."""
+        gate = asyncio.Semaphore(PARALLEL_DOWNLOADS)
+        fetches = [asyncio.ensure_future(self._fetch_layer(layer, gate)) for layer in layers]
+        try:
+            for index, layer in enumerate(layers):
+                await fetches[index]
+                await self._unpack(index, layer, diff_ids[index], chain)
+        finally:
+            for task in fetches:
+                task.cancel()
+            await asyncio.gather(*fetches, return_exceptions=True)
 
     async def _unpack(
         self, index: int, layer: Descriptor, diff_id: str, chain: Sequence[str]
