@@ -214,16 +214,20 @@ def resolve_follow_paths(root: str, paths: Sequence[str]) -> list[str]:
 
     for p in paths:
         append(p)
-    out: list[str] = []
-    last: str | None = None
-    for item in sorted(resolved):
-        if item == ".":
-            return []
-        if last is not None and item.startswith(last + "/"):
-            continue
-        out.append(item)
-        last = item
-    return out
+    if "." in resolved:  # the whole tree is followed: no filter
+        return []
+    return _dedupe(sorted(resolved))
+
+
+@attrs.define
+class _Parent:
+    """A directory above the walk's current entry: its pattern results and whether it was sent."""
+
+    prefix: str  # its path + "/"
+    include_info: tuple[bool, ...]
+    exclude_info: tuple[bool, ...]
+    entry: Entry | None
+    emitted: bool = False
 
 
 def walk(root: str | Path, flt: WalkFilter | None = None) -> Iterator[Entry]:
@@ -251,27 +255,22 @@ def walk(root: str | Path, flt: WalkFilter | None = None) -> Iterator[Entry]:
                 yield entry
         return
 
-    # (path + "/", include info, exclude info, entry, emitted)
-    parents: list[list[object]] = []
+    parents: list[_Parent] = []  # the directories above the current entry, outermost first
     skip_prefixes: list[str] = []
     for rel, st in _raw_walk(root):
-        if skip_prefixes and rel.startswith(skip_prefixes[-1]):
-            continue
         while skip_prefixes and not rel.startswith(skip_prefixes[-1]):
             skip_prefixes.pop()
         if skip_prefixes and rel.startswith(skip_prefixes[-1]):
             continue
-        while parents and not rel.startswith(str(parents[-1][0])):
+        while parents and not rel.startswith(parents[-1].prefix):
             parents.pop()
         directory = statmod.S_ISDIR(st.st_mode)
         skip = False
         inc_info: tuple[bool, ...] = ()
         exc_info: tuple[bool, ...] = ()
         if include is not None:
-            parent_info = parents[-1][1] if parents else None
-            hit, inc_info = include.matches_using_parent_results(
-                rel, parent_info or None  # type: ignore[arg-type]
-            )
+            parent_info = parents[-1].include_info if parents else None
+            hit, inc_info = include.matches_using_parent_results(rel, parent_info or None)
             if not hit:
                 if directory and only_prefix_includes:
                     slash = rel + "/"
@@ -284,10 +283,8 @@ def walk(root: str | Path, flt: WalkFilter | None = None) -> Iterator[Entry]:
                         continue
                 skip = True
         if exclude is not None:
-            parent_info = parents[-1][2] if parents else None
-            hit, exc_info = exclude.matches_using_parent_results(
-                rel, parent_info or None  # type: ignore[arg-type]
-            )
+            parent_info = parents[-1].exclude_info if parents else None
+            hit, exc_info = exclude.matches_using_parent_results(rel, parent_info or None)
             if hit:
                 if directory and only_prefix_exceptions:
                     if not exclude.exclusions:
@@ -303,20 +300,22 @@ def walk(root: str | Path, flt: WalkFilter | None = None) -> Iterator[Entry]:
                         continue
                 skip = True
         entry = _entry(root, rel, st)
-        record: list[object] = [rel + "/", inc_info, exc_info, entry, False]
+        record = _Parent(rel + "/", inc_info, exc_info, entry)
         if not skip and entry is not None:
+            # a directory skipped by the filter is still sent when something below it is
             for parent in parents:
-                if not parent[4]:
-                    parent[4] = True
-                    if parent[3] is not None:
-                        yield parent[3]  # type: ignore[misc]
-            record[4] = True
+                if not parent.emitted:
+                    parent.emitted = True
+                    if parent.entry is not None:
+                        yield parent.entry
+            record.emitted = True
             yield entry
         if directory:
             parents.append(record)
 
 
 def _dedupe(paths: list[str]) -> list[str]:
+    """``paths`` (sorted) without those below an earlier one: sending a directory sends all."""
     out: list[str] = []
     last: str | None = None
     for item in paths:
