@@ -49,6 +49,11 @@ def _distribution_of(ep: metadata.EntryPoint) -> tuple[str, str]:
     return str(dist.metadata["Name"]), str(dist.version)
 
 
+def _plugin_bug(info: PluginInfo) -> str:
+    """How to get past a plugin that imports but is not usable: the fix is not the user's."""
+    return f" (a bug in {info.distribution}: upgrade or uninstall it)"
+
+
 class PluginRegistry:
     """The installed executors. ``get(type)`` loads one on first use and caches it.
 
@@ -144,24 +149,31 @@ class PluginRegistry:
         )
         if failures or not manager.extensions:
             message = failures[0] if failures else "entry point could not be loaded"
-            self._fail(info, f"failed to load {info.target}: {message}")
+            self._fail(
+                info,
+                f"failed to load {info.target}: {message} "
+                f"(reinstall {info.distribution} with its dependencies, or uninstall it)",
+            )
             return None
         obj = manager.extensions[0].plugin
         if callable(obj) and not isinstance(obj, ExecutorPlugin):
             try:
                 obj = obj()
             except Exception as exc:
-                self._fail(info, f"{info.target}() raised {exc!r}")
+                self._fail(info, f"{info.target}() raised {exc!r}{_plugin_bug(info)}")
                 return None
         if not isinstance(obj, ExecutorPlugin):
             self._fail(
-                info, f"{info.target} is a {type(obj).__name__}, not a wfe_core.ExecutorPlugin"
+                info,
+                f"{info.target} is a {type(obj).__name__}, not a wfe_core.ExecutorPlugin"
+                + _plugin_bug(info),
             )
             return None
         if obj.name != info.name:
             self._fail(
                 info,
-                f"entry point is named {info.name!r} but the plugin calls itself {obj.name!r}",
+                f"entry point is named {info.name!r} but the plugin calls itself {obj.name!r}"
+                + _plugin_bug(info),
             )
             return None
         return obj
