@@ -62,14 +62,10 @@ class Reference:
     @property
     def path(self) -> str:
         """The dotted path, e.g. ``steps.build.outputs.digest``."""
-        parts = (
-            ["steps", self.name, "outputs", self.key or ""]
-            if self.root == "steps"
-            else [
-                self.root,
-                self.name,
-            ]
-        )
+        if self.root == "steps":
+            parts = ["steps", self.name, "outputs", self.key or ""]
+        else:
+            parts = [self.root, self.name]
         return ".".join([*parts, *self.rest])
 
 
