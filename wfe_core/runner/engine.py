@@ -387,31 +387,36 @@ class Run:
                 raise
             assert step.timeout is not None
             return finish(StepState.TIMED_OUT, f"timed out after {format_seconds(step.timeout)}")
-        failed = [
-            child.name
-            for child, outcome in zip(step.parallel, outcomes, strict=True)
-            if outcome is False
-            or (
-                isinstance(outcome, BaseException)
-                and not isinstance(outcome, asyncio.CancelledError)
-            )
-        ]
-        for child, outcome in zip(step.parallel, outcomes, strict=True):
-            if isinstance(outcome, Exception):  # an engine bug: report it on the child
-                self._record(
-                    StepResult(
-                        child.name,
-                        StepState.FAILED,
-                        child.type,
-                        "parallel",
-                        step.name,
-                        error=f"internal error: {_describe(outcome)}",
-                    )
-                )
+        failed = self._failed_children(step, outcomes)
         if failed or sibling_failed:
             names = ", ".join(repr(name) for name in failed) or "a step"
             return finish(StepState.FAILED, f"{names} failed")
         return finish(StepState.SUCCEEDED)
+
+    def _failed_children(self, block: Step, outcomes: list[bool | BaseException]) -> list[str]:
+        """Names of the block's children whose unit failed (a cancelled one did not: it was
+        stopped because a sibling failed). An exception, which only an engine bug produces, is
+        also recorded as its child's failure, so that it is seen rather than lost."""
+        failed: list[str] = []
+        for child, outcome in zip(block.parallel, outcomes, strict=True):
+            if outcome is False:
+                failed.append(child.name)
+            elif isinstance(outcome, BaseException) and not isinstance(
+                outcome, asyncio.CancelledError
+            ):
+                failed.append(child.name)
+                if isinstance(outcome, Exception):
+                    self._record(
+                        StepResult(
+                            child.name,
+                            StepState.FAILED,
+                            child.type,
+                            "parallel",
+                            block.name,
+                            error=f"internal error: {_describe(outcome)}",
+                        )
+                    )
+        return failed
 
     async def _run_leaf(self, step: Step, parent: str | None, role: str) -> StepResult:
         assert step.type is not None
