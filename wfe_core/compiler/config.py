@@ -212,12 +212,11 @@ _ABSENT: Any = object()
 
 
 def _child(value: Any, key: str | int) -> Any:
-    if isinstance(key, str) and isinstance(value, Mapping):
+    """The value at ``key`` of a mapping or list (for "got ..." in messages), else absent."""
+    if isinstance(value, Mapping):
         return value.get(key, _ABSENT)
     if isinstance(key, int) and isinstance(value, list | tuple) and 0 <= key < len(value):
         return value[key]
-    if isinstance(value, Mapping):
-        return value.get(key, _ABSENT)
     return _ABSENT
 
 
