@@ -56,3 +56,29 @@ async def test_transport_close_removes_relay_when_channel_close_fails() -> None:
     assert not os.path.exists(relay.directory)
     assert relay.directory not in LIVE_DIRECTORIES
     assert transport.relay is None
+
+
+async def test_attach_docker_cancelled_during_upgrade_closes_the_socket() -> None:
+    """The upgrade runs in a thread that cancellation cannot stop; its socket must not leak."""
+    import asyncio
+    import socket
+    import time
+
+    ours, theirs = socket.socketpair()
+
+    class _SlowEngine:
+        def upgrade_socket(self, path: str, headers: object) -> tuple[socket.socket, bytes]:
+            time.sleep(0.3)
+            return ours, b""
+
+    task = asyncio.ensure_future(SessionServer().attach_docker(_SlowEngine()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        if ours.fileno() == -1:
+            break
+        await asyncio.sleep(0.02)
+    assert ours.fileno() == -1
+    theirs.close()

@@ -331,10 +331,18 @@ class SessionServer:
             ("X-Docker-Expose-Session-Sharedkey", self.shared_key),
         ]
         headers += [("X-Docker-Expose-Session-Grpc-Method", m) for m in self.methods]
+        upgrade = asyncio.ensure_future(
+            asyncio.to_thread(engine.upgrade_socket, "/session", headers)
+        )
         try:
-            upstream, pending = await asyncio.to_thread(engine.upgrade_socket, "/session", headers)
+            upstream, pending = await asyncio.shield(upgrade)
         except EngineHTTPError as exc:
             raise SessionError(f"Docker Engine refused the build session: {exc.message}") from None
+        except asyncio.CancelledError:
+            # the thread cannot be stopped: close the upgraded socket it may still return, or
+            # the engine keeps a session open for a build that is gone
+            upgrade.add_done_callback(_close_upgraded_socket)
+            raise
         local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             local.connect(self.socket_path)
@@ -363,6 +371,11 @@ class SessionServer:
             shutil.rmtree(self.directory, ignore_errors=True)
             LIVE_DIRECTORIES.discard(self.directory)
             self.directory = ""
+
+
+def _close_upgraded_socket(done: asyncio.Future[tuple[socket.socket, bytes]]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        done.result()[0].close()
 
 
 def shared_key_for(path: Path) -> str:
