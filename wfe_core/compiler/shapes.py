@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from wfe_core.compiler import codes
-from wfe_core.compiler.nodes import Entry, Map, Node, Scalar, Seq, kind_of
+from wfe_core.compiler.nodes import Map, Node, Scalar, Seq, kind_of
 from wfe_core.compiler.report import Reporter
 from wfe_core.compiler.suggest import did_you_mean
 
@@ -65,9 +65,4 @@ def check_keys(
             report.error(codes.MISSING_KEY, f"{what} is missing the required key {key!r}", mapping)
 
 
-def value_of(mapping: Map, key: str) -> Node | None:
-    entry: Entry | None = mapping.get(key)
-    return entry.value if entry else None
-
-
-__all__ = ["check_keys", "expect_bool", "expect_map", "expect_seq", "expect_str", "value_of"]
+__all__ = ["check_keys", "expect_bool", "expect_map", "expect_seq", "expect_str"]
