@@ -585,3 +585,46 @@ async def test_a_failed_ingest_closes_its_chunk_source() -> None:
             lease=None,
         )
     assert closed == [True]
+
+
+def test_no_authorization_after_a_redirect_from_https_to_http(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Same host, but plain http: the token would travel in the clear, so it is not sent."""
+    sent: list[tuple[str, str | None]] = []
+
+    class Response:
+        def __init__(self, status: int, headers: dict[str, str]) -> None:
+            self.status = status
+            self.headers = headers
+
+        def getheader(self, name: str, default: str | None = None) -> str | None:
+            return self.headers.get(name, default)
+
+        def read(self, *args: Any) -> bytes:
+            return b""
+
+        def close(self) -> None:
+            pass
+
+    class Connection:
+        def __init__(self, scheme: str, netloc: str) -> None:
+            self.origin = f"{scheme}://{netloc}"
+
+        def request(self, method: str, target: str, headers: dict[str, str]) -> None:
+            sent.append((self.origin + target, headers.get("Authorization")))
+
+        def getresponse(self) -> Response:
+            if self.origin.startswith("https:"):
+                return Response(307, {"Location": "http://reg.example/v2/r/blobs/b"})
+            return Response(200, {})
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(RegistryClient, "_connect", lambda self, s, n: Connection(s, n))
+    RegistryClient("reg.example")._send("GET", "https://reg.example/v2/r/blobs/b", {}, "Bearer t")
+    assert sent == [
+        ("https://reg.example/v2/r/blobs/b", "Bearer t"),
+        ("http://reg.example/v2/r/blobs/b", None),
+    ]

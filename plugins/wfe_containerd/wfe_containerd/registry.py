@@ -272,14 +272,14 @@ class RegistryClient:
     def _send(
         self, method: str, url: str, headers: Mapping[str, str], auth: str | None
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        origin = urllib.parse.urlsplit(url).netloc
+        origin = urllib.parse.urlsplit(url)[:2]  # scheme and host: no https → http downgrade
         for _ in range(MAX_REDIRECTS + 1):
             parts = urllib.parse.urlsplit(url)
             conn = self._connect(parts.scheme, parts.netloc)
             target = parts.path + (f"?{parts.query}" if parts.query else "")
             sent = {"User-Agent": USER_AGENT, **headers}
-            # Credentials go only to the host that challenged us, never across a redirect.
-            if auth and parts.netloc == origin:
+            # Credentials go only to the origin that challenged us, never across a redirect.
+            if auth and parts[:2] == origin:
                 sent["Authorization"] = auth
             try:
                 conn.request(method, target, headers=sent)
