@@ -82,3 +82,25 @@ async def test_attach_docker_cancelled_during_upgrade_closes_the_socket() -> Non
         await asyncio.sleep(0.02)
     assert ours.fileno() == -1
     theirs.close()
+
+
+async def test_relay_that_fails_to_start_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wfe_buildkit.address import parse_address
+    from wfe_buildkit.transport import Transport, UpgradeRelay
+
+    async def ping() -> str:
+        return "1.41"
+
+    async def failing_start(self: UpgradeRelay) -> None:
+        raise OSError("cannot listen")
+
+    monkeypatch.setattr(UpgradeRelay, "start", failing_start)
+    before = set(LIVE_DIRECTORIES)
+    transport = Transport(parse_address("docker+unix:///nonexistent/docker.sock"))
+    assert transport.engine is not None
+    monkeypatch.setattr(transport.engine, "ping", ping)
+    with pytest.raises(OSError, match="cannot listen"):
+        await transport.channel()
+    assert set(LIVE_DIRECTORIES) == before
+    assert transport.relay is None
+    await transport.close()

@@ -210,9 +210,14 @@ class Transport:
         if address.kind == "docker":
             assert self.engine is not None
             await self.engine.ping()
-            self.relay = UpgradeRelay(self.engine)
-            await self.relay.start()
-            target = f"unix:{self.relay.path}"
+            relay = UpgradeRelay(self.engine)
+            try:
+                await relay.start()
+            except BaseException:  # e.g. the connect timeout: a retry makes a new relay
+                await relay.close()
+                raise
+            self.relay = relay
+            target = f"unix:{relay.path}"
             self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         elif address.kind == "unix":
             if not os.path.exists(address.path):
