@@ -342,8 +342,7 @@ class RegistryClient:
         if parts.scheme not in ("http", "https"):
             raise AuthError(f"registry {self.host} sent an unusable token realm {realm!r}")
         auth = _basic(self.credentials) if self.credentials and self.credentials.username else None
-        headers: dict[str, str] = {}
-        conn, resp = self._send_token(url, headers, auth)
+        conn, resp = self._send_token(url, auth)
         try:
             body = resp.read(1 << 20)
         finally:
@@ -363,12 +362,12 @@ class RegistryClient:
         return token, int(data.get("expires_in") or 60)
 
     def _send_token(
-        self, url: str, headers: dict[str, str], auth: str | None
+        self, url: str, auth: str | None
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         # The realm is another origin in general: the credentials are meant for it explicitly.
         parts = urllib.parse.urlsplit(url)
         conn = self._connect(parts.scheme, parts.netloc)
-        sent = {"User-Agent": USER_AGENT, **headers}
+        sent = {"User-Agent": USER_AGENT}
         if auth:
             sent["Authorization"] = auth
         try:
