@@ -152,11 +152,13 @@ class LiveDisplay:
             parent = nodes.get(step.parent, tree)
             node = parent.add(self._label(step, now))
             nodes[step.name] = node
-            for item in self._items(step):
+            items = step.top_level_items()
+            shown = self._shown(step, items)
+            for item in shown:
                 item_node = node.add(self._item_label(item, now))
                 for child in self._children(step, item):
                     item_node.add(self._item_label(child, now))
-            summary = self._items_summary(step)
+            summary = self._items_summary(step, items, shown)
             if summary is not None:
                 node.add(summary)
         return tree
@@ -187,9 +189,10 @@ class LiveDisplay:
             label.append(f" ({step.reason})", style="dim")
         return label
 
-    def _items(self, step: StepView) -> list[ItemView]:
-        """Top-level items to show: the latest ones while the step runs, failures after."""
-        items = step.top_level_items()
+    @staticmethod
+    def _shown(step: StepView, items: list[ItemView]) -> list[ItemView]:
+        """Which of the step's top-level ``items`` to show: the latest ones while the step
+        runs, the failed ones after."""
         if step.finished:
             return [item for item in items if item.error]
         return items[-MAX_ITEMS:]
@@ -202,13 +205,13 @@ class LiveDisplay:
         children = [c for c in step.items.values() if c.parent == item.id and not c.done]
         return children[-MAX_CHILDREN:]
 
-    def _items_summary(self, step: StepView) -> Text | None:
+    @staticmethod
+    def _items_summary(step: StepView, items: list[ItemView], shown: list[ItemView]) -> Text | None:
         """``… 5 earlier`` while running, ``12 items, 10 cached`` once done (top-level only)."""
-        items = step.top_level_items()
         if not items:
             return None
         cached = sum(1 for item in items if item.cached)
-        hidden = len(items) - len(self._items(step))
+        hidden = len(items) - len(shown)
         if not hidden:
             return None
         text = f"{len(items)} items" if step.finished else f"… {hidden} earlier"
