@@ -155,10 +155,12 @@ def build_request(opt: SolveOpt, ref: str, session_id: str) -> Any:
         request.Cache.Imports.add(Type=entry.type, Attrs=dict(entry.attrs))
     for entry in opt.cache_exports:
         request.Cache.Exports.add(Type=entry.type, Attrs=dict(entry.attrs))
-    if opt.cache_imports and "cache-imports" not in request.FrontendAttrs:
-        request.FrontendAttrs["cache-imports"] = json.dumps(
-            [{"Type": e.type, "Attrs": dict(e.attrs)} for e in opt.cache_imports],
-            separators=(",", ":"),
+    if "cache-imports" not in request.FrontendAttrs:  # dockerfile.solve_opt sets it already
+        from wfe_buildkit.cache_options import CacheEntry as ParsedCacheEntry
+        from wfe_buildkit.cache_options import cache_frontend_attrs
+
+        request.FrontendAttrs.update(
+            cache_frontend_attrs(ParsedCacheEntry(e.type, e.attrs) for e in opt.cache_imports)
         )
     return request
 
