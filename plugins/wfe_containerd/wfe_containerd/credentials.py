@@ -128,9 +128,11 @@ def from_helper(helper: str, server: str, *, missing_ok: bool = False) -> Creden
 def lookup(
     host: str, explicit: Mapping[str, Credentials] | None = None, config_path: Path | None = None
 ) -> Credentials | None:
-    """Credentials for ``host``: the explicit mapping first (by host, also without port or
-    scheme), then the Docker config file."""
-    for key in _host_keys(host) if explicit else ():
-        if explicit and key in explicit:
-            return explicit[key]
+    """Credentials for ``host``: the explicit mapping first (keyed by the host, or by it as a
+    URL the way Docker config keys are written; Docker Hub under any of its names), then the
+    Docker config file."""
+    if explicit:
+        for key in _host_keys(host):
+            if key in explicit:
+                return explicit[key]
     return from_docker_config(host, config_path)
