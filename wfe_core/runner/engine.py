@@ -468,8 +468,9 @@ class Run:
                 )
             )
             raise
-        if state is not StepState.SUCCEEDED or outputs:
-            self._outputs[step.name] = outputs
+        # Recorded even when empty: a step that ran has outputs (maybe none), which is what a
+        # reference to a missing key of it must say, not "it has not run".
+        self._outputs[step.name] = outputs
         return self._record(
             StepResult(
                 step.name,
