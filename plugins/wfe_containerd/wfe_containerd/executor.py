@@ -7,6 +7,7 @@ load them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,9 @@ from wfe_core.contracts import (
 from wfe_core.process_output import OutputCapture, parse_output_file, process_outputs
 
 if TYPE_CHECKING:
+    from wfe_containerd.client import RunResult
     from wfe_containerd.pull import PullProgress
+    from wfe_containerd.spec import RunOptions
 
 OUTPUT_FILE_TARGET = "/run/wfe/output"
 """Where ``$WFE_OUTPUT`` points inside the container (a bind-mounted host file)."""
@@ -55,64 +58,22 @@ class ContainerdStep(StepBody):
             raise StepFailed(str(exc)) from None
 
     async def _run(self, ctx: StepContext) -> ExecutionResult:
-        from wfe_containerd import labels as owner
         from wfe_containerd.client import Client, new_container_id
         from wfe_containerd.connection import TLSConfig
         from wfe_containerd.credentials import Credentials
         from wfe_containerd.oci import parse_platform
-        from wfe_containerd.spec import BindMount, RunOptions
 
         cfg = self.config
         tls = TLSConfig(cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
         timeout = parse_duration(cfg.timeout) if cfg.timeout is not None else None
         if ctx.timeout is not None:
             timeout = ctx.timeout if timeout is None else min(timeout, ctx.timeout)
-        mounts = []
-        for volume in cfg.volumes:
-            source = ctx.resolve_path(volume.source)
-            if not source.exists():
-                raise StepFailed(f"volume source {str(source)!r} does not exist")
-            mounts.append(BindMount(str(source), volume.target, volume.readonly))
-        args = ["/bin/sh", "-c", cfg.run] if cfg.run is not None else list(cfg.command or [])
-        options = RunOptions(
-            args=args,
-            env={**cfg.env, "WFE_OUTPUT": OUTPUT_FILE_TARGET},
-            working_dir=cfg.working_dir,
-            user=cfg.user,
-            mounts=mounts,
-            network=cfg.network,
-            memory_bytes=parse_memory(cfg.memory) if cfg.memory is not None else None,
-            cpus=parse_cpu(cfg.cpu) if cfg.cpu is not None else None,
-            hostname=cfg.hostname,
-            read_only_rootfs=cfg.read_only_rootfs,
-        )
-        labels = {
-            **owner.owner_labels(ctx.run_id, ctx.step_name),
-            "wfe.workflow": ctx.workflow_id[:256],
-            "wfe.attempt": str(ctx.attempt),
-        }
+        options = self._run_options(ctx)
+        labels = _labels(ctx)
         credentials = {
             (a.registry or host): Credentials(a.username, a.password)
             for host, a in cfg.registry_auth.items()
         }
-
-        def on_progress(p: PullProgress) -> None:
-            ctx.progress(
-                ProgressEvent(
-                    "pull",
-                    p.digest,
-                    {
-                        # One line per blob: say which blob, not only which image.
-                        "name": f"{p.image} {_blob_kind(p.media_type)} "
-                        f"{p.digest.partition(':')[2][:12]}",
-                        "state": p.status,
-                        "current": p.current,
-                        "total": p.total,
-                        "media_type": p.media_type,
-                    },
-                )
-            )
-
         capture = OutputCapture()
 
         def on_output(stream: str, text: str) -> None:
@@ -131,7 +92,7 @@ class ContainerdStep(StepBody):
                 snapshotter=cfg.snapshotter,
                 credentials=credentials,
                 insecure_registries=cfg.insecure_registries,
-                progress=on_progress,
+                progress=_progress_reporter(ctx),
                 labels=labels,
                 **({"platform": parse_platform(cfg.platform)} if cfg.platform else {}),
             )
@@ -149,6 +110,44 @@ class ContainerdStep(StepBody):
             )
         outputs: dict[str, JSONValue] = process_outputs(capture, result.exit_code, None)
         outputs.update(file_outputs)
+        self._check_result(result, capture, outputs, timeout)
+        return ExecutionResult(outputs=outputs)
+
+    def _run_options(self, ctx: StepContext) -> RunOptions:
+        """The step config as the client's RunOptions (volume sources resolved and checked)."""
+        from wfe_containerd.spec import BindMount, RunOptions
+
+        cfg = self.config
+        mounts = []
+        for volume in cfg.volumes:
+            source = ctx.resolve_path(volume.source)
+            if not source.exists():
+                raise StepFailed(f"volume source {str(source)!r} does not exist")
+            mounts.append(BindMount(str(source), volume.target, volume.readonly))
+        args = ["/bin/sh", "-c", cfg.run] if cfg.run is not None else list(cfg.command or [])
+        return RunOptions(
+            args=args,
+            env={**cfg.env, "WFE_OUTPUT": OUTPUT_FILE_TARGET},
+            working_dir=cfg.working_dir,
+            user=cfg.user,
+            mounts=mounts,
+            network=cfg.network,
+            memory_bytes=parse_memory(cfg.memory) if cfg.memory is not None else None,
+            cpus=parse_cpu(cfg.cpu) if cfg.cpu is not None else None,
+            hostname=cfg.hostname,
+            read_only_rootfs=cfg.read_only_rootfs,
+        )
+
+    def _check_result(
+        self,
+        result: RunResult,
+        capture: OutputCapture,
+        outputs: dict[str, JSONValue],
+        timeout: float | None,
+    ) -> None:
+        """Raise StepFailed (carrying the outputs) for a timeout, an OOM kill or a non-zero
+        exit, in that order: a timed-out or OOM-killed task's exit code says nothing more."""
+        cfg = self.config
         if result.timed_out:
             raise StepFailed(
                 f"container timed out after {_describe_timeout(timeout or 0)} and was stopped "
@@ -167,7 +166,38 @@ class ContainerdStep(StepBody):
             if tail:
                 message += f"; last stderr lines:\n{tail}"
             raise StepFailed(message, outputs=outputs)
-        return ExecutionResult(outputs=outputs)
+
+
+def _labels(ctx: StepContext) -> dict[str, str]:
+    """What every object of this step carries: owner labels plus workflow and attempt."""
+    from wfe_containerd import labels as owner
+
+    return {
+        **owner.owner_labels(ctx.run_id, ctx.step_name),
+        "wfe.workflow": ctx.workflow_id[:256],
+        "wfe.attempt": str(ctx.attempt),
+    }
+
+
+def _progress_reporter(ctx: StepContext) -> Callable[[PullProgress], None]:
+    def on_progress(p: PullProgress) -> None:
+        ctx.progress(
+            ProgressEvent(
+                "pull",
+                p.digest,
+                {
+                    # One line per blob: say which blob, not only which image.
+                    "name": f"{p.image} {_blob_kind(p.media_type)} "
+                    f"{p.digest.partition(':')[2][:12]}",
+                    "state": p.status,
+                    "current": p.current,
+                    "total": p.total,
+                    "media_type": p.media_type,
+                },
+            )
+        )
+
+    return on_progress
 
 
 def _create(config: ContainerdConfig) -> StepBody:
