@@ -18,12 +18,13 @@ multi-platform ``moby`` output, which Docker's classic image store cannot hold).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 
-from wfe_buildkit.config_entries import resolve_under
+from wfe_buildkit.config_entries import entry_fields, resolve_under
 from wfe_core.contracts import Diagnostic, ValidationContext, has_reference
 
 OUTPUT_TYPES = ("image", "moby", "local", "tar", "oci", "docker")
@@ -301,10 +302,8 @@ def _references(value: object) -> bool:
         return any(_references(v) for v in value)
     if isinstance(value, dict):
         return any(_references(v) for v in value.values())
-    if attrs.has(type(value)):
-        fields = attrs.asdict(value, recurse=False)  # type: ignore[arg-type]
-        return any(_references(v) for v in fields.values())
-    return False
+    fields = entry_fields(value)  # an attrs entry (RegistryAuth, SecretEntry...)
+    return fields is not None and any(_references(v) for v in fields.values())
 
 
 def _check_session_options(
@@ -316,7 +315,7 @@ def _check_session_options(
     from wfe_buildkit.registry_auth import RegistryAuthError, parse_registry_auth
     from wfe_buildkit.ssh_forward import SSHForwardError, parse_ssh
 
-    checks: list[tuple[str, str, object, object]] = [
+    checks: list[tuple[str, str, object, Callable[[Any], object]]] = [
         ("BK010", "registry_auth", config.registry_auth, parse_registry_auth),
         ("BK010", "secrets", config.secrets, parse_secrets),
         ("BK010", "ssh", config.ssh, parse_ssh),
@@ -329,7 +328,7 @@ def _check_session_options(
         if not value or _references(value):
             continue
         try:
-            parse(value)  # type: ignore[operator]
+            parse(value)
         except errors as exc:
             yield vc.error(code, str(exc), key)
 

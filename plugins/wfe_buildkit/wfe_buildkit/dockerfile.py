@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -56,7 +57,7 @@ def check_paths(build: DockerfileBuild) -> None:
 
 
 def solve_opt(
-    build: DockerfileBuild, exports: Sequence[Export], **extra: object
+    build: DockerfileBuild, exports: Sequence[Export], **extra: Any
 ) -> SolveOpt:
     """The :class:`SolveOpt` for ``build`` with ``exports`` (``extra`` goes to SolveOpt)."""
     check_paths(build)
@@ -94,8 +95,7 @@ def solve_opt(
     frontend.update(cache_frontend_attrs(imports))
     stores = local_cache_stores(imports, exports_)
     if stores:
-        services = [*extra.pop("services", ()), local_cache_service(stores)]  # type: ignore[misc]
-        extra["services"] = services
+        extra["services"] = [*extra.get("services", ()), local_cache_service(stores)]
     return SolveOpt(
         frontend="dockerfile.v0",
         frontend_attrs=frontend,
@@ -105,7 +105,7 @@ def solve_opt(
         cache_exports=[entry.to_solve() for entry in exports_],
         entitlements=entitlements,
         shared_key=shared_key_for(build.context),
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
