@@ -144,17 +144,21 @@ class OutputCapture:
             return "\x00"  # poison the line: it no longer starts with the marker
         return partial
 
+    def _growth(self, key: str, value: str) -> int | None:
+        """How much setting ``key`` to ``value`` grows the parsed outputs, or None if that would
+        pass :data:`OUTPUTS_CAP_BYTES`."""
+        old = self._outputs.get(key)
+        delta = len(value) + (len(key) if old is None else -len(old))
+        return None if self._outputs_size + delta > OUTPUTS_CAP_BYTES else delta
+
     def _record(self, line: str) -> None:
         parsed = parse_output_line(line)
         if parsed is None:
             return
-        key, value = parsed
-        old = self._outputs.get(key)
-        delta = len(value) + (len(key) if old is None else -len(old))
-        if self._outputs_size + delta > OUTPUTS_CAP_BYTES:
-            return
-        self._outputs[key] = value
-        self._outputs_size += delta
+        delta = self._growth(*parsed)
+        if delta is not None:
+            self._outputs[parsed[0]] = parsed[1]
+            self._outputs_size += delta
 
     def text(self, stream: str) -> str:
         """The kept tail of ``stream``, preceded by a truncation note if bytes were dropped."""
@@ -179,7 +183,7 @@ class OutputCapture:
         result = dict(self._outputs)
         if self._partial.startswith("##wfe["):
             parsed = parse_output_line(self._partial)
-            if parsed is not None:
+            if parsed is not None and self._growth(*parsed) is not None:  # the same cap
                 result[parsed[0]] = parsed[1]
         return result
 

@@ -120,3 +120,13 @@ def test_process_outputs_precedence(tmp_path: Path) -> None:
         "b": "file",
     }
     assert list(outputs)[:3] == ["exit_code", "stdout", "stderr"]
+
+
+def test_unterminated_last_output_line_is_held_to_the_outputs_cap() -> None:
+    cap = po.OutputCapture()
+    big = "v" * (po.OUTPUTS_CAP_BYTES - 10)
+    cap.feed("stdout", f"##wfe[output big={big}]\n")
+    cap.feed("stdout", "##wfe[output late=" + "w" * 100 + "]")  # no newline: the process ended
+    assert set(cap.output_lines) == {"big"}
+    cap.feed("stdout", "\n##wfe[output ok=1]")
+    assert set(cap.output_lines) == {"big", "ok"}
