@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
+
 from wfe_containerd.oci import ImageConfig
 from wfe_containerd.userdb import ResolvedUser
 
@@ -221,32 +222,8 @@ def build_spec(
     process["user"] = {"uid": user.uid, "gid": user.gid}
     if user.additional_gids:
         process["user"]["additionalGids"] = list(user.additional_gids)
-    linux = spec["linux"]
-    resources = linux["resources"]
-    resources["cpu"] = {"shares": 1024}
-    if options.memory_bytes is not None:
-        resources["memory"] = {"limit": options.memory_bytes}
-        if swap_accounting():
-            # limit+swap equal to the limit: no swap, so the limit means what it says.
-            resources["memory"]["swap"] = options.memory_bytes
-    if options.cpus is not None:
-        resources["cpu"].update(quota=max(1000, int(options.cpus * CPU_PERIOD)), period=CPU_PERIOD)
-    if options.pids_limit is not None:
-        resources["pids"] = {"limit": options.pids_limit}
-    if options.network == "host":
-        linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
-        for path in ("/etc/hosts", "/etc/resolv.conf"):
-            spec["mounts"].append(
-                {"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro"]}
-            )
-        if options.hostname is None:
-            process["env"] = merge_env(process["env"], {"HOSTNAME": socket.gethostname()})
-    elif options.network != "none":
-        raise ValueError(f"unknown network mode {options.network!r}: use none or host")
-    if options.hostname is not None:
-        spec["hostname"] = options.hostname
-    elif options.network == "none":
-        spec["hostname"] = container_id[:63]
+    _apply_resources(spec["linux"]["resources"], options)
+    _apply_network(spec, options, container_id)
     for mount in options.mounts:
         spec["mounts"].append(
             {
@@ -259,3 +236,38 @@ def build_spec(
     if options.read_only_rootfs:
         spec["root"]["readonly"] = True
     return spec
+
+
+def _apply_resources(resources: dict[str, Any], options: RunOptions) -> None:
+    """CPU shares as ctr sets them, then the caller's memory, CPU quota and pids limits."""
+    resources["cpu"] = {"shares": 1024}
+    if options.memory_bytes is not None:
+        resources["memory"] = {"limit": options.memory_bytes}
+        if swap_accounting():
+            # limit+swap equal to the limit: no swap, so the limit means what it says.
+            resources["memory"]["swap"] = options.memory_bytes
+    if options.cpus is not None:
+        resources["cpu"].update(quota=max(1000, int(options.cpus * CPU_PERIOD)), period=CPU_PERIOD)
+    if options.pids_limit is not None:
+        resources["pids"] = {"limit": options.pids_limit}
+
+
+def _apply_network(spec: dict[str, Any], options: RunOptions, container_id: str) -> None:
+    """``none`` keeps the fresh network namespace (hostname: the container id); ``host`` drops
+    it and binds the host's /etc/hosts and /etc/resolv.conf (hostname: the host's)."""
+    if options.network == "host":
+        linux = spec["linux"]
+        linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
+        for path in ("/etc/hosts", "/etc/resolv.conf"):
+            spec["mounts"].append(
+                {"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro"]}
+            )
+        if options.hostname is None:
+            process = spec["process"]
+            process["env"] = merge_env(process["env"], {"HOSTNAME": socket.gethostname()})
+    elif options.network != "none":
+        raise ValueError(f"unknown network mode {options.network!r}: use none or host")
+    if options.hostname is not None:
+        spec["hostname"] = options.hostname
+    elif options.network == "none":
+        spec["hostname"] = container_id[:63]
