@@ -71,44 +71,49 @@ def _leaf(mapping: Map, refs: RefChecker, report: Reporter) -> Condition | None:
         )
         return None
     op = ops[0]
-    field_entry = mapping.index["field"]
-    field_node = field_entry.value
-    path: str | None = None
-    if isinstance(field_node, Scalar) and isinstance(field_node.value, str):
-        text = field_node.value.strip()
-        if text.startswith("${{") and text.endswith("}}"):
-            text = text[3:-2]
-        try:
-            ref = parse_path(text)
-        except InterpolationError as exc:
-            hint = "write steps.STEP.outputs.KEY" if text.startswith(".") else None
-            report.error(codes.FIELD_PATH, f"invalid field path: {exc}", field_node, hint=hint)
-        else:
-            path = ref.path
-            refs.check(ref, field_node.span)
-    else:
-        report.error(
-            codes.FIELD_PATH, "'field' must be a string such as steps.STEP.outputs.KEY", field_node
-        )
-    value_node = op.value
-    if op.key in ORDERING:
-        if not (
-            isinstance(value_node, Scalar)
-            and isinstance(value_node.value, int | float)
-            and not isinstance(value_node.value, bool)
-        ):
-            report.error(codes.CONDITION, f"'{op.key}' compares with a number", value_node)
-            ok = False
-    elif op.key in NULL_CHECKS and not (
-        isinstance(value_node, Scalar) and value_node.value is True
-    ):
-        report.error(codes.CONDITION, f"write '{op.key}: true'", value_node)
-        ok = False
-    ok = _literal_only(value_node, refs, report) and ok
+    path = _field_path(mapping.index["field"].value, refs, report)
+    ok = _operand_fits(op.key, op.value, report) and ok
+    ok = _literal_only(op.value, refs, report) and ok
     if path is None or not ok:
         return None
-    value = None if op.key in NULL_CHECKS else to_plain(value_node)
+    value = None if op.key in NULL_CHECKS else to_plain(op.value)
     return Compare(path, op.key, value)
+
+
+def _field_path(node: Node, refs: RefChecker, report: Reporter) -> str | None:
+    """The checked path a leaf's ``field`` names (``${{ }}`` around it tolerated), or None."""
+    if not (isinstance(node, Scalar) and isinstance(node.value, str)):
+        report.error(
+            codes.FIELD_PATH, "'field' must be a string such as steps.STEP.outputs.KEY", node
+        )
+        return None
+    text = node.value.strip()
+    if text.startswith("${{") and text.endswith("}}"):
+        text = text[3:-2]
+    try:
+        ref = parse_path(text)
+    except InterpolationError as exc:
+        hint = "write steps.STEP.outputs.KEY" if text.startswith(".") else None
+        report.error(codes.FIELD_PATH, f"invalid field path: {exc}", node, hint=hint)
+        return None
+    refs.check(ref, node.span)
+    return ref.path
+
+
+def _operand_fits(op: str, node: Node, report: Reporter) -> bool:
+    """Ordering operators compare with a number; the null checks are written ``op: true``."""
+    if op in ORDERING:
+        if not (
+            isinstance(node, Scalar)
+            and isinstance(node.value, int | float)
+            and not isinstance(node.value, bool)
+        ):
+            report.error(codes.CONDITION, f"'{op}' compares with a number", node)
+            return False
+    elif op in NULL_CHECKS and not (isinstance(node, Scalar) and node.value is True):
+        report.error(codes.CONDITION, f"write '{op}: true'", node)
+        return False
+    return True
 
 
 def parse_condition(node: Node, refs: RefChecker, report: Reporter) -> Condition | None:
