@@ -104,3 +104,26 @@ async def test_relay_that_fails_to_start_is_removed(monkeypatch: pytest.MonkeyPa
     assert set(LIVE_DIRECTORIES) == before
     assert transport.relay is None
     await transport.close()
+
+
+async def test_builtin_auth_matches_registry_spellings() -> None:
+    """``Client.build(registry_auth=...)``: Docker Hub aliases, schemes and case all match."""
+    from types import SimpleNamespace
+
+    from wfe_buildkit.session import RegistryCredentials, _AuthService
+
+    service = _AuthService(
+        {
+            "docker.io": RegistryCredentials("hub", "hub-secret"),
+            "http://Registry.Example:5000": RegistryCredentials("me", "s3cret"),
+        }
+    )
+
+    async def ask(host: str) -> tuple[str, str]:
+        answer = await service.Credentials(SimpleNamespace(Host=host), None)
+        return answer.Username, answer.Secret
+
+    assert await ask("registry-1.docker.io") == ("hub", "hub-secret")
+    assert await ask("registry.example:5000") == ("me", "s3cret")
+    assert await ask("other.example") == ("", "")
+    assert "s3cret" not in repr(RegistryCredentials("me", "s3cret"))

@@ -336,11 +336,13 @@ class Client:
                 "Export.image(tags, push=True)"
             )
         from wfe_buildkit.engine import registry_host, split_tag
+        from wfe_buildkit.registry_auth import canonical_host
+        from wfe_buildkit.session import credentials_by_registry
 
+        by_registry = credentials_by_registry(registry_auth or {})
         pushed: dict[str, str] = {}
         for tag in tags:
-            host = registry_host(split_tag(tag)[0])
-            creds = (registry_auth or {}).get(host)
+            creds = by_registry.get(canonical_host(registry_host(split_tag(tag)[0])))
             auth = {"username": creds.username, "password": creds.password} if creds else None
             pushed[tag] = await engine.push(tag, auth)
         return pushed

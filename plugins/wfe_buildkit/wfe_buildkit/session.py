@@ -42,6 +42,7 @@ from wfe_buildkit.engine import DockerEngine, EngineHTTPError
 from wfe_buildkit.errors import SessionError
 from wfe_buildkit.filesync import TransferStats, receive_file, receive_tree, send_tree
 from wfe_buildkit.fstree import WalkFilter
+from wfe_buildkit.registry_auth import canonical_host
 from wfe_buildkit.ssh_forward import SSHServicer, add_ssh_servicer
 from wfe_buildkit.transport import LIVE_DIRECTORIES, ThreadedSplice
 
@@ -94,21 +95,28 @@ def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, list[str
 
 
 class _AuthService(auth_pb2_grpc.AuthServicer):
+    """Answers ``Credentials`` from a host -> credentials mapping (``Client.build``'s
+    ``registry_auth``); hosts match as :func:`~wfe_buildkit.registry_auth.canonical_host`
+    reduces them, so ``docker.io``, ``https://index.docker.io/v1/`` and the
+    ``registry-1.docker.io`` the daemon asks about are one registry."""
+
     def __init__(self, credentials: Mapping[str, RegistryCredentials]) -> None:
-        self.credentials = dict(credentials)
+        self.credentials = credentials_by_registry(credentials)
 
     async def Credentials(
         self, request: Any, context: Any
     ) -> auth_pb2.CredentialsResponse:
-        host = request.Host
-        found = self.credentials.get(host)
-        if found is None and host == "registry-1.docker.io":
-            found = self.credentials.get("https://index.docker.io/v1/") or self.credentials.get(
-                "docker.io"
-            )
+        found = self.credentials.get(canonical_host(request.Host))
         if found is None:
             return auth_pb2.CredentialsResponse()
         return auth_pb2.CredentialsResponse(Username=found.username, Secret=found.password)
+
+
+def credentials_by_registry(
+    credentials: Mapping[str, RegistryCredentials],
+) -> dict[str, RegistryCredentials]:
+    """``credentials`` keyed by :func:`~wfe_buildkit.registry_auth.canonical_host`."""
+    return {canonical_host(host): found for host, found in credentials.items()}
 
 
 class _SecretsService(secrets_pb2_grpc.SecretsServicer):
