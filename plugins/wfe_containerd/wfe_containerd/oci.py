@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+
 from wfe_containerd.errors import PullError
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
