@@ -18,14 +18,17 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from wfe_core.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
 from wfe_core.cli.diagnostics import print_diagnostics, print_error
 from wfe_core.contracts import JSONValue
 from wfe_core.model import Workflow
-from wfe_core.runner import RunEvent, RunResult, RunStatus
+from wfe_core.runner import RunEvent, RunResult, RunStatus, run_result_to_json
 from wfe_core.runner.engine import Run
+
+if TYPE_CHECKING:
+    from wfe_core.plugins import PluginRegistry
 
 
 class Display(Protocol):
@@ -78,31 +81,15 @@ def run_command(
     as_json: bool,
     keep_workspace: bool,
 ) -> int:
-    from wfe_core.compiler import CompileError, compile_file
+    """``wfe run``: returns the exit code (0, 1 a step failed, 2 invalid input, 130 interrupted)."""
     from wfe_core.plugins import PluginRegistry
-    from wfe_core.runner import InputError, RunOptions, default_jobs, prepare_inputs
+    from wfe_core.runner import RunOptions, default_jobs
 
     registry = PluginRegistry()
-    compiled = compile_file(file, registry)
-    print_diagnostics(compiled.diagnostics)
-    if not compiled.ok:
+    prepared = _prepare(file, input_pairs, workflow_id, registry)
+    if prepared is None:
         return EXIT_INVALID
-    try:
-        workflow = compiled.select(workflow_id)
-    except CompileError as exc:
-        print_diagnostics(exc.diagnostics)
-        return EXIT_INVALID
-    given, problems = parse_input_pairs(input_pairs)
-    if not problems:
-        try:
-            inputs = prepare_inputs(workflow, given)
-        except InputError as exc:
-            problems = exc.problems
-    if problems:
-        for problem in problems:
-            print_error(problem)
-        return EXIT_INVALID
-
+    workflow, inputs = prepared
     display = make_display(workflow, sys.stderr if as_json else sys.stdout)
     options = RunOptions(jobs=jobs or default_jobs(), keep_workspace=keep_workspace)
     run = Run(
@@ -119,13 +106,39 @@ def run_command(
     finally:
         display.stop()
     if as_json:
-        from wfe_core.runner import run_result_to_json
-
         sys.stdout.write(json.dumps(run_result_to_json(result), indent=2, default=str) + "\n")
         sys.stdout.flush()
     if result.status is RunStatus.CANCELLED:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _prepare(
+    file: Path, input_pairs: Sequence[str], workflow_id: str | None, registry: PluginRegistry
+) -> tuple[Workflow, dict[str, JSONValue]] | None:
+    """The workflow to run and its typed inputs; None after printing every problem found
+    (diagnostics of the file, or all input problems at once)."""
+    from wfe_core.compiler import CompileError, compile_file
+    from wfe_core.runner import InputError, prepare_inputs
+
+    compiled = compile_file(file, registry)
+    print_diagnostics(compiled.diagnostics)
+    if not compiled.ok:
+        return None
+    try:
+        workflow = compiled.select(workflow_id)
+    except CompileError as exc:
+        print_diagnostics(exc.diagnostics)
+        return None
+    given, problems = parse_input_pairs(input_pairs)
+    if not problems:
+        try:
+            return workflow, prepare_inputs(workflow, given)
+        except InputError as exc:
+            problems = exc.problems
+    for problem in problems:
+        print_error(problem)
+    return None
 
 
 async def _drive(run: Run, display: Display) -> RunResult:
