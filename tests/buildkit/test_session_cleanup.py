@@ -127,3 +127,12 @@ async def test_builtin_auth_matches_registry_spellings() -> None:
     assert await ask("registry.example:5000") == ("me", "s3cret")
     assert await ask("other.example") == ("", "")
     assert "s3cret" not in repr(RegistryCredentials("me", "s3cret"))
+
+
+def test_tcp_target_keeps_ipv6_brackets() -> None:
+    from wfe_buildkit.address import parse_address
+    from wfe_buildkit.transport import tcp_target
+
+    assert tcp_target(parse_address("tcp://[::1]:1234")) == "[::1]:1234"
+    assert tcp_target(parse_address("tcp://127.0.0.1:1234")) == "127.0.0.1:1234"
+    assert tcp_target(parse_address("tcp://buildkitd:1234")) == "buildkitd:1234"

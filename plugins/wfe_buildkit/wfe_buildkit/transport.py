@@ -175,6 +175,13 @@ class UpgradeRelay:
         LIVE_DIRECTORIES.discard(self.directory)
 
 
+def tcp_target(address: Address) -> str:
+    """gRPC's ``host:port`` for a ``tcp://`` address, with an IPv6 literal in brackets again
+    (``urlsplit`` drops them: ``tcp://[::1]:1234`` has the hostname ``::1``)."""
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{host}:{address.port}"
+
+
 class Transport:
     """Owns the gRPC channel to one daemon (and the Docker relay when needed)."""
 
@@ -230,7 +237,7 @@ class Transport:
                 f"unix:{address.path}", options=CHANNEL_OPTIONS
             )
         else:
-            target = f"{address.host}:{address.port}"
+            target = tcp_target(address)
             if self.tls is not None:
                 from wfe_buildkit.tls_config import channel_credentials, channel_options, load_tls
 
