@@ -1,4 +1,8 @@
-"""The session server leaves nothing behind when its own setup fails (no daemon needed)."""
+"""Session and transport edge cases that need no daemon.
+
+Cleanup when setup fails or is cancelled (session server, relay, upgraded socket), the
+built-in Auth service's host matching and tcp:// targets.
+"""
 
 from __future__ import annotations
 
