@@ -628,3 +628,17 @@ def test_no_authorization_after_a_redirect_from_https_to_http(
         ("https://reg.example/v2/r/blobs/b", "Bearer t"),
         ("http://reg.example/v2/r/blobs/b", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("hint", "prefix"),
+    [("build", "wfe-build-"), ("Tést step_2", "wfe-t-st-step-2-"), ("--", "wfe-"), ("", "wfe-")],
+)
+def test_container_ids_satisfy_containerds_identifier_rule(hint: str, prefix: str) -> None:
+    import re
+
+    from wfe_containerd.client import new_container_id
+
+    cid = new_container_id(hint)
+    assert cid.startswith(prefix)
+    assert re.fullmatch(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*", cid) and len(cid) <= 76

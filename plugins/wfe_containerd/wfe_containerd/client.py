@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import secrets
 import signal as signals
 from collections.abc import Callable, Mapping, Sequence
@@ -104,9 +105,8 @@ class RunResult:
 
 def new_container_id(hint: str = "") -> str:
     """A unique id that satisfies containerd's identifier rule (76 chars, [A-Za-z0-9._-])."""
-    cleaned = "".join(c if c.isalnum() else "-" for c in hint.lower()).strip("-")
-    while "--" in cleaned:
-        cleaned = cleaned.replace("--", "-")
+    # ASCII only: str.isalnum() also accepts letters such as "é", which containerd rejects.
+    cleaned = re.sub(r"[^a-z0-9]+", "-", hint.lower()).strip("-")
     base = f"wfe-{cleaned[:40]}".rstrip("-") if cleaned else "wfe"
     return f"{base}-{secrets.token_hex(6)}"
 
