@@ -435,6 +435,33 @@ class Run:
         outcome: str | None = None
         error: str | None = None
         state = StepState.FAILED
+
+        def finish(
+            final: StepState,
+            *,
+            outcome: str | None = None,
+            error: str | None = None,
+            reason: str | None = None,
+        ) -> StepResult:
+            """Record the step's result as of now (attempts, timing and outputs so far)."""
+            return self._record(
+                StepResult(
+                    step.name,
+                    final,
+                    step.type,
+                    role,
+                    parent,
+                    attempts=attempt,
+                    started_at=started_at,
+                    finished_at=time.time(),
+                    duration=time.monotonic() - t0,
+                    outputs=outputs,
+                    outcome=outcome,
+                    error=error,
+                    reason=reason,
+                )
+            )
+
         try:
             while True:
                 attempt += 1
@@ -452,41 +479,13 @@ class Run:
                     await asyncio.sleep(delay)
         except asyncio.CancelledError:
             never = step.name not in self._started
-            self._record(
-                StepResult(
-                    step.name,
-                    StepState.CANCELLED,
-                    step.type,
-                    role,
-                    parent,
-                    attempt,
-                    started_at,
-                    time.time(),
-                    time.monotonic() - t0,
-                    outputs,
-                    reason="cancelled before it started" if never else "cancelled",
-                )
-            )
+            reason = "cancelled before it started" if never else "cancelled"
+            finish(StepState.CANCELLED, reason=reason)
             raise
         # Recorded even when empty: a step that ran has outputs (maybe none), which is what a
         # reference to a missing key of it must say, not "it has not run".
         self._outputs[step.name] = outputs
-        return self._record(
-            StepResult(
-                step.name,
-                state,
-                step.type,
-                role,
-                parent,
-                attempt,
-                started_at,
-                time.time(),
-                time.monotonic() - t0,
-                outputs,
-                outcome,
-                error,
-            )
-        )
+        return finish(state, outcome=outcome, error=error)
 
     def _context(self, step: Step, config: Any, attempt: int) -> StepContext:
         """The step's view of the run; its sinks turn log chunks and progress into events (from
