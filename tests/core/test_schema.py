@@ -148,3 +148,18 @@ def test_shell_timeout_accepts_duration_syntax() -> None:
     jsonschema.validate({"run": "true", "timeout": 5}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"run": "true", "timeout": "soon"}, schema)
+
+
+def test_schema_knows_exactly_the_keys_the_compiler_accepts(schema: dict[str, Any]) -> None:
+    """The schema spells the keys out again; this keeps it from drifting from the compiler
+    (editors would flag a valid file, or miss a typo)."""
+    from wfe_core.compiler.step_build import RETRY_KEYS
+    from wfe_core.compiler.step_syntax import STEP_KEYS
+    from wfe_core.compiler.workflows import INPUT_KEYS, TOP_KEYS, WORKFLOW_KEYS
+
+    defs = schema["$defs"]
+    assert set(schema["properties"]) == set(TOP_KEYS)
+    assert set(defs["workflow"]["properties"]) == set(WORKFLOW_KEYS)
+    assert set(defs["input"]["anyOf"][2]["properties"]) == set(INPUT_KEYS)
+    assert set(defs["step_body"]["properties"]) == set(STEP_KEYS)
+    assert set(defs["retry"]["properties"]) == set(RETRY_KEYS)
