@@ -731,12 +731,12 @@ class ContentStoreServicer:
                     reply.offset = handle.tell()
                     if request.action == WRITE_COMMIT:
                         handle.flush()
-                        digest = await asyncio.to_thread(_commit, store, data_path, total,
-                                                         expected)
-                        if isinstance(digest, str) and digest.startswith("error:"):
-                            await context.abort(
-                                grpc.StatusCode.FAILED_PRECONDITION, digest[len("error:"):]
+                        try:
+                            digest = await asyncio.to_thread(
+                                _commit, store, data_path, total, expected
                             )
+                        except _CommitMismatch as exc:
+                            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
                         reply.digest = digest
                         self.blobs_written += 1
                 else:
@@ -755,20 +755,24 @@ class ContentStoreServicer:
                     return
 
 
+class _CommitMismatch(Exception):
+    """The written data is not what the writer announced (size or digest)."""
+
+
 def _commit(store: LocalCacheDir, data_path: Path, total: int, expected: str) -> str:
-    """Verify size and digest, move the ingest into ``blobs``; "error:..." on a mismatch."""
+    """Verify size and digest, move the ingest into ``blobs``; raise :class:`_CommitMismatch`."""
     import hashlib
 
     size = data_path.stat().st_size
     if total > 0 and size != total:
-        return f"error:unexpected commit size {size}, expected {total}"
+        raise _CommitMismatch(f"unexpected commit size {size}, expected {total}")
     sha = hashlib.sha256()
     with data_path.open("rb") as handle:
         while chunk := handle.read(READ_CHUNK):
             sha.update(chunk)
     digest = "sha256:" + sha.hexdigest()
     if expected and digest != expected:
-        return f"error:unexpected commit digest {digest}, expected {expected}"
+        raise _CommitMismatch(f"unexpected commit digest {digest}, expected {expected}")
     target = store.blob(digest)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(data_path, target)
