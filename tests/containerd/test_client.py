@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,13 @@ from wfe_containerd.pull import PullProgress
 from tests.harness import RegistryServer, TestImages
 
 pytestmark = pytest.mark.daemon
+
+
+@pytest.fixture
+async def client(address: str, namespace: str) -> AsyncIterator[Client]:
+    """A connected client in the session's namespace."""
+    async with Client(address, namespace=namespace) as connected:
+        yield connected
 
 
 async def test_version_handshake(address: str, namespace: str) -> None:
@@ -65,33 +73,31 @@ async def test_connect_errors_name_the_address(tmp_path: Path) -> None:
 
 
 async def test_pull_anonymous_with_progress_and_if_not_present(
-    address: str, namespace: str, test_images: TestImages
+    client: Client, test_images: TestImages
 ) -> None:
     events: list[PullProgress] = []
-    async with Client(address, namespace=namespace) as client:
-        image = await client.pull(test_images.ref("rich"), progress=events.append)
-        assert image.name == test_images.ref("rich")
-        assert len(image.layers) == 3
-        assert image.config.user == "app"
-        assert {e.digest for e in events} >= {layer.digest for layer in image.layers}
-        assert all(e.current <= e.total for e in events)
-        again = await client.get_image(test_images.ref("rich"))
-        assert again is not None and again.chain_id == image.chain_id
-        cached = await client.ensure_image(test_images.ref("rich"), policy="never")
-        assert cached.chain_id == image.chain_id
+    image = await client.pull(test_images.ref("rich"), progress=events.append)
+    assert image.name == test_images.ref("rich")
+    assert len(image.layers) == 3
+    assert image.config.user == "app"
+    assert {e.digest for e in events} >= {layer.digest for layer in image.layers}
+    assert all(e.current <= e.total for e in events)
+    again = await client.get_image(test_images.ref("rich"))
+    assert again is not None and again.chain_id == image.chain_id
+    cached = await client.ensure_image(test_images.ref("rich"), policy="never")
+    assert cached.chain_id == image.chain_id
 
 
 async def test_pull_by_digest_and_multiarch_platform(
-    address: str, namespace: str, test_images: TestImages
+    client: Client, test_images: TestImages
 ) -> None:
-    async with Client(address, namespace=namespace) as client:
-        pinned = await client.pull(test_images.pinned("busybox"))
-        assert pinned.target.digest == test_images.digest("busybox")
-        arm = await client.pull(test_images.ref("multiarch"), platform=Platform("linux", "arm64"))
-        amd = await client.pull(test_images.ref("multiarch"), platform=Platform("linux", "amd64"))
-        assert arm.target.digest == amd.target.digest == test_images.digest("multiarch")
-        assert arm.manifest.digest != amd.manifest.digest
-        assert arm.config.platform == Platform("linux", "arm64")
+    pinned = await client.pull(test_images.pinned("busybox"))
+    assert pinned.target.digest == test_images.digest("busybox")
+    arm = await client.pull(test_images.ref("multiarch"), platform=Platform("linux", "arm64"))
+    amd = await client.pull(test_images.ref("multiarch"), platform=Platform("linux", "amd64"))
+    assert arm.target.digest == amd.target.digest == test_images.digest("multiarch")
+    assert arm.manifest.digest != amd.manifest.digest
+    assert arm.config.platform == Platform("linux", "arm64")
 
 
 async def test_concurrent_pulls_of_one_image(
@@ -106,8 +112,7 @@ async def test_concurrent_pulls_of_one_image(
 
 
 async def test_pull_auth_from_docker_config_and_helper(
-    address: str,
-    namespace: str,
+    client: Client,
     test_images: TestImages,
     auth_registry: RegistryServer,
     tmp_path: Path,
@@ -117,71 +122,62 @@ async def test_pull_auth_from_docker_config_and_helper(
     config_dir = tmp_path / "docker"
     config_dir.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
-    async with Client(address, namespace=namespace) as client:
-        with pytest.raises(AuthError, match="anonymously") as info:
-            await client.pull(ref)
-        assert auth_registry.password not in str(info.value)
-        token = base64.b64encode(
-            f"{auth_registry.username}:{auth_registry.password}".encode()
-        ).decode()
-        (config_dir / "config.json").write_text(
-            json.dumps({"auths": {auth_registry.host: {"auth": token}}})
-        )
+    with pytest.raises(AuthError, match="anonymously") as info:
         await client.pull(ref)
-        # A credential helper named in credHelpers.
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        helper = bin_dir / "docker-credential-wfetest"
-        helper.write_text(
-            textwrap.dedent(f"""\
-            #!{sys.executable}
-            import json, sys
-            assert sys.argv[1] == "get" and sys.stdin.read().strip() == {auth_registry.host!r}
-            print(json.dumps({{"Username": {auth_registry.username!r},
-                              "Secret": {auth_registry.password!r}}}))
-            """)
-        )
-        helper.chmod(0o755)
-        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-        (config_dir / "config.json").write_text(
-            json.dumps({"credHelpers": {auth_registry.host: "wfetest"}})
-        )
-        await client.pull(ref)
-        wrong = {auth_registry.host: Credentials(auth_registry.username, "wrong-password")}
-        with pytest.raises(AuthError) as info:
-            await client.pull(ref, credentials=wrong)
-        assert "wrong-password" not in str(info.value)
+    assert auth_registry.password not in str(info.value)
+    token = base64.b64encode(f"{auth_registry.username}:{auth_registry.password}".encode()).decode()
+    (config_dir / "config.json").write_text(
+        json.dumps({"auths": {auth_registry.host: {"auth": token}}})
+    )
+    await client.pull(ref)
+    # A credential helper named in credHelpers.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-wfetest"
+    helper.write_text(
+        textwrap.dedent(f"""\
+        #!{sys.executable}
+        import json, sys
+        assert sys.argv[1] == "get" and sys.stdin.read().strip() == {auth_registry.host!r}
+        print(json.dumps({{"Username": {auth_registry.username!r},
+                          "Secret": {auth_registry.password!r}}}))
+        """)
+    )
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    (config_dir / "config.json").write_text(
+        json.dumps({"credHelpers": {auth_registry.host: "wfetest"}})
+    )
+    await client.pull(ref)
+    wrong = {auth_registry.host: Credentials(auth_registry.username, "wrong-password")}
+    with pytest.raises(AuthError) as info:
+        await client.pull(ref, credentials=wrong)
+    assert "wrong-password" not in str(info.value)
 
 
-async def test_missing_image_and_never_policy(
-    address: str, namespace: str, registry: RegistryServer
-) -> None:
+async def test_missing_image_and_never_policy(client: Client, registry: RegistryServer) -> None:
     ref = f"{registry.host}/wfe/does-not-exist:v1"
-    async with Client(address, namespace=namespace) as client:
-        with pytest.raises(ImageNotFoundError, match="does-not-exist"):
-            await client.pull(ref)
-        with pytest.raises(ImageNotFoundError, match="never"):
-            await client.ensure_image(ref, policy="never")
+    with pytest.raises(ImageNotFoundError, match="does-not-exist"):
+        await client.pull(ref)
+    with pytest.raises(ImageNotFoundError, match="never"):
+        await client.ensure_image(ref, policy="never")
 
 
-async def test_run_image_defaults_and_large_output(
-    address: str, namespace: str, test_images: TestImages
-) -> None:
+async def test_run_image_defaults_and_large_output(client: Client, test_images: TestImages) -> None:
     chunks: list[str] = []
-    async with Client(address, namespace=namespace) as client:
-        image = await client.ensure_image(test_images.ref("rich"))
-        result = await client.run(image, RunOptions(), on_output=lambda s, t: chunks.append(t))
-        assert result.exit_code == 0
-        assert "".join(chunks) == "rich default cmd\n"  # Entrypoint + Cmd, as the image says
-        chunks.clear()
-        # 2 MiB through the FIFO: more than a pipe holds, so reading must keep up.
-        result = await client.run(
-            image,
-            RunOptions(args=["/bin/sh", "-c", "head -c 2097152 /dev/zero | tr '\\0' x"]),
-            on_output=lambda s, t: chunks.append(t),
-        )
-        assert result.exit_code == 0
-        assert sum(len(c) for c in chunks) == 2097152
+    image = await client.ensure_image(test_images.ref("rich"))
+    result = await client.run(image, RunOptions(), on_output=lambda s, t: chunks.append(t))
+    assert result.exit_code == 0
+    assert "".join(chunks) == "rich default cmd\n"  # Entrypoint + Cmd, as the image says
+    chunks.clear()
+    # 2 MiB through the FIFO: more than a pipe holds, so reading must keep up.
+    result = await client.run(
+        image,
+        RunOptions(args=["/bin/sh", "-c", "head -c 2097152 /dev/zero | tr '\\0' x"]),
+        on_output=lambda s, t: chunks.append(t),
+    )
+    assert result.exit_code == 0
+    assert sum(len(c) for c in chunks) == 2097152
 
 
 async def test_gc_removes_leftovers_of_a_dead_process(
@@ -302,32 +298,33 @@ def _cgroup_file(namespace: str, container_id: str, v1: str, v2: str) -> Path:
 
 
 async def test_memory_and_cpu_limits_reach_the_cgroup(
-    address: str, namespace: str, test_images: TestImages
+    client: Client, test_images: TestImages
 ) -> None:
-    async with Client(address, namespace=namespace) as client:
-        image = await client.ensure_image(test_images.ref("busybox"))
-        cid = new_container_id("limits")
-        container = await client.new_container(
-            cid,
-            image,
-            RunOptions(
-                args=["sleep", "30"], memory_bytes=64 * 1024 * 1024, cpus=0.5, hostname="limited"
-            ),
-        )
+    image = await client.ensure_image(test_images.ref("busybox"))
+    cid = new_container_id("limits")
+    container = await client.new_container(
+        cid,
+        image,
+        RunOptions(
+            args=["sleep", "30"], memory_bytes=64 * 1024 * 1024, cpus=0.5, hostname="limited"
+        ),
+    )
+    try:
+        task = await container.new_task()
         try:
-            task = await container.new_task()
-            try:
-                await task.start()
-                memory = _cgroup_file(namespace, cid, "memory/memory.limit_in_bytes", "memory.max")
-                cpu = _cgroup_file(namespace, cid, "cpu/cpu.cfs_quota_us", "cpu.max")
-                assert memory.read_text().strip() == str(64 * 1024 * 1024)
-                assert cpu.read_text().split()[0] == "50000"
-            finally:
-                await task.kill(9)
-                await task.wait()
-                await task.delete()
+            await task.start()
+            memory = _cgroup_file(
+                client.namespace, cid, "memory/memory.limit_in_bytes", "memory.max"
+            )
+            cpu = _cgroup_file(client.namespace, cid, "cpu/cpu.cfs_quota_us", "cpu.max")
+            assert memory.read_text().strip() == str(64 * 1024 * 1024)
+            assert cpu.read_text().split()[0] == "50000"
         finally:
-            await container.delete()
+            await task.kill(9)
+            await task.wait()
+            await task.delete()
+    finally:
+        await container.delete()
 
 
 async def test_pulled_image_survives_garbage_collection(
