@@ -308,12 +308,13 @@ class Client:
         )
         result = await self.solve(opt, progress=progress, locate=locator(spec.dockerfile_path()))
         response = result.exporter_response
-        if any("type=local" in entry for entry in cache_to):
+        if cache_to:
             from wfe_buildkit.cache_options import parse_cache_list, update_local_cache_index
 
-            await asyncio.to_thread(
-                update_local_cache_index, parse_cache_list(list(cache_to), "cache_to"), response
-            )
+            # BuildKit fills a local cache dir's blobs; tagging its index.json is the client's job
+            local = [e for e in parse_cache_list(list(cache_to), "cache_to") if e.type == "local"]
+            if local:
+                await asyncio.to_thread(update_local_cache_index, local, response)
         config_digest = response.get("containerimage.config.digest")
         if config_digest is None and exports and exports[0].type == "moby":
             config_digest = response.get("containerimage.digest")  # the image ID on Docker 20.10
