@@ -121,7 +121,6 @@ class _Parsed:
     id: str
     drafts: list[StepDraft]
     inputs: tuple[InputSpec, ...]
-    version: int
     description: str
 
 
@@ -130,50 +129,56 @@ def _parse_workflow(node: Node, report: Reporter) -> _Parsed | None:
     if mapping is None:
         return None
     check_keys(mapping, WORKFLOW_KEYS, "a workflow", report, required=("id", "steps"))
-    wid = ""
-    if (entry := mapping.get("id")) is not None:
-        value = entry.value
-        text = value.value if isinstance(value, Scalar) else None
-        if isinstance(text, int) and not isinstance(text, bool):
-            text = str(text)
-        if not isinstance(text, str) or not ID_PATTERN.match(text):
-            report.error(
-                codes.WORKFLOW_ID,
-                "workflow 'id' must be a string of letters, digits, '_', '.' and '-'",
-                value,
-            )
-        else:
-            wid = text
-    version = 1
-    if (entry := mapping.get("version")) is not None:
-        value = entry.value
-        if not (
-            isinstance(value, Scalar)
-            and value.value == 1
-            and not isinstance(value.value, bool | float)
-        ):
-            shown = value.value if isinstance(value, Scalar) else "a collection"
-            report.error(
-                codes.VERSION,
-                f"unsupported workflow format version {shown!r}; this wfe reads version 1",
-                value,
-            )
+    id_entry, version_entry = mapping.get("id"), mapping.get("version")
+    wid = _workflow_id(id_entry.value, report) if id_entry is not None else ""
+    if version_entry is not None:
+        _check_version(version_entry.value, report)
     description = ""
     if (entry := mapping.get("description")) is not None:
         description = expect_str(entry.value, "'description'", report) or ""
     inputs_entry = mapping.get("inputs")
     inputs = _inputs(inputs_entry.value if inputs_entry else None, report)
-    drafts: list[StepDraft] = []
-    if (entry := mapping.get("steps")) is not None:
-        items = expect_seq(entry.value, "'steps'", report)
-        if items is not None:
-            if not items.items:
-                report.error(codes.EMPTY_STEPS, "a workflow needs at least one step", items)
-            for item in items.items:
-                draft = parse_step(item, report)
-                if draft is not None:
-                    drafts.append(draft)
-    return _Parsed(mapping, wid, drafts, inputs, version, description)
+    steps_entry = mapping.get("steps")
+    drafts = _drafts(steps_entry.value, report) if steps_entry is not None else []
+    return _Parsed(mapping, wid, drafts, inputs, description)
+
+
+def _workflow_id(node: Node, report: Reporter) -> str:
+    """The workflow's ``id`` (a bare number is taken as its text), or "" after an error."""
+    text = node.value if isinstance(node, Scalar) else None
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = str(text)
+    if isinstance(text, str) and ID_PATTERN.match(text):
+        return text
+    report.error(
+        codes.WORKFLOW_ID,
+        "workflow 'id' must be a string of letters, digits, '_', '.' and '-'",
+        node,
+    )
+    return ""
+
+
+def _check_version(node: Node, report: Reporter) -> None:
+    """Only format version 1 exists (``1``, not ``1.0`` or ``true``)."""
+    if isinstance(node, Scalar) and node.value == 1 and not isinstance(node.value, bool | float):
+        return
+    shown = node.value if isinstance(node, Scalar) else "a collection"
+    report.error(
+        codes.VERSION,
+        f"unsupported workflow format version {shown!r}; this wfe reads version 1",
+        node,
+    )
+
+
+def _drafts(node: Node, report: Reporter) -> list[StepDraft]:
+    """First-pass drafts of the ``steps:`` list (at least one step is required)."""
+    items = expect_seq(node, "'steps'", report)
+    if items is None:
+        return []
+    if not items.items:
+        report.error(codes.EMPTY_STEPS, "a workflow needs at least one step", items)
+    drafts = (parse_step(item, report) for item in items.items)
+    return [draft for draft in drafts if draft is not None]
 
 
 def _workflow_nodes(root: Node, report: Reporter) -> list[Node]:
@@ -269,7 +274,7 @@ def compile_document(
                 id=workflow.id,
                 location=Location(report.file, span.line, span.column),
                 steps=steps,
-                version=workflow.version,
+                version=1,  # the only format version; anything else was reported
                 inputs=workflow.inputs,
                 description=workflow.description,
             )
