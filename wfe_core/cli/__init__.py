@@ -53,7 +53,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
             return EXIT_INTERRUPTED
         if "ClickException" in kinds:
             exc.show()  # type: ignore[attr-defined]
-            return EXIT_INVALID if getattr(exc, "exit_code", 2) == 2 else int(exc.exit_code)  # type: ignore[attr-defined]
+            return int(getattr(exc, "exit_code", EXIT_INVALID))  # usage errors are 2, as ours
         raise
     return int(code) if isinstance(code, int) else EXIT_OK
 
