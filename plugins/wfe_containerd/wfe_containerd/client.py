@@ -283,6 +283,8 @@ def _with_owner(labels: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _signal_number(name: str) -> int:
+    """The image's StopSignal (``SIGINT``, ``INT``, ``2``) as a number. An unknown name falls back
+    to SIGTERM: failing at stop time, with a timeout already in progress, would help no one."""
     if not name:
         return int(signals.SIGTERM)
     if name.isdigit():

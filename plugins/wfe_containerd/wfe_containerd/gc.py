@@ -115,6 +115,7 @@ async def _collect_leases(conn: Connection, removed: list[str]) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Signal 0 probes without signalling; EPERM means the pid exists (another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -87,6 +87,8 @@ class Image:
 
 
 def _distribution_label(ref: Reference) -> dict[str, str]:
+    """The label containerd's own pull puts on blobs: where they came from (host and repository),
+    so that a later push to that registry can mount them instead of uploading."""
     host = ref.domain.split(":")[0] if not ref.domain.startswith("[") else ref.domain
     return {f"containerd.io/distribution.source.{host}": ref.path}
 
@@ -135,6 +137,9 @@ def _bytes_source(data: bytes) -> ChunkSource:
 
 
 class _Puller:
+    """One pull of one reference. Everything it writes goes under ``lease``, so that content of a
+    pull that fails or is cancelled half-way is left to containerd's GC, not kept forever."""
+
     def __init__(
         self,
         conn: Connection,

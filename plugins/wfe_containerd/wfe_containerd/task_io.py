@@ -27,6 +27,8 @@ OutputCallback = Callable[[str, str], None]
 
 
 def io_dir_prefix(pid: int | None = None) -> str:
+    """The FIFO directory prefix of ``pid`` (default: us): ``wfe gc`` reads the pid back from the
+    name to tell a dead process's directories from a live one's."""
     return f"{DIR_PREFIX}{pid if pid is not None else os.getpid()}-"
 
 
