@@ -201,3 +201,22 @@ def test_format_and_resolve_local_paths(tmp_path: Path) -> None:
     assert parse_cache_entry(resolved[2], "cache_to").attrs["dest"] == str(tmp_path / "a,b")
     assert resolve_local_paths(["type=local,src=/abs"], "cache_from", lambda p: Path(p)) == [
         "type=local,src=/abs"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "type=gha,url=https://cache.example,token=ghs_SECRETVALUE",
+        "type=s3,bucket=b,access_key_id=AK,secret_access_key=SECRETVALUE",
+        'type=s3,bucket=b,"session_token=SECRET,VALUE"',
+        "type=azblob,account_url=u,secret_access_key=SECRETVALUE,oops",
+    ],
+)
+def test_refused_entries_never_quote_credentials(text: str) -> None:
+    """gha/s3/azblob entries carry tokens and keys; the refusal must not repeat them."""
+    with pytest.raises(CacheOptionError) as info:
+        parse_cache_list([text], "cache_to")
+    message = str(info.value)
+    assert "cache_to[0]" in message
+    assert "SECRET" not in message and "VALUE" not in message
+    assert "***" in message

@@ -75,6 +75,33 @@ class CacheOptionError(InvalidConfig):
     """A ``cache_from``/``cache_to`` entry is malformed; the message names the entry."""
 
 
+#: Attributes that hold credentials in buildx cache strings (gha ``token``, s3/azblob
+#: ``secret_access_key``, s3 ``session_token``...): masked wherever an entry is quoted.
+_CREDENTIAL_KEY = re.compile(r"secret|token|password", re.I)
+
+
+def _shown(text: str) -> str:
+    """``text`` as error messages quote it, with credential values replaced by ``***``.
+
+    The cache types that carry credentials (gha, s3, azblob) are refused, and their refusal
+    quotes the entry: without this a token would land in diagnostics and build logs. Once an
+    entry has a credential attribute, fields that are not ``key=value`` (a value split at a
+    comma) are masked too, and an entry that is not even CSV is not quoted at all.
+    """
+    if not _CREDENTIAL_KEY.search(text):
+        return text
+    try:
+        fields = next(csv.reader([text.strip()], skipinitialspace=True))
+    except (csv.Error, StopIteration):
+        return "<entry with credentials>"
+    shown = []
+    for field in fields:
+        key, sep, _value = field.partition("=")
+        shown.append(field if sep and not _CREDENTIAL_KEY.search(key) else f"{key}=***"
+                     if sep else "***")
+    return ",".join(shown)
+
+
 def _sorted_attrs(value: Mapping[str, str]) -> dict[str, str]:
     return dict(sorted(value.items()))
 
@@ -120,12 +147,13 @@ def parse_cache_entry(text: str, direction: Direction, *, where: str | None = No
     stripped = text.strip()
     if not stripped:
         raise CacheOptionError(f"{here}: empty entry")
+    shown = _shown(text)
     if "=" not in stripped:
-        return _validated(CacheEntry("registry", {"ref": stripped}), direction, here, text)
+        return _validated(CacheEntry("registry", {"ref": stripped}), direction, here, shown)
     try:
         fields = next(csv.reader([stripped], skipinitialspace=True))
     except csv.Error as exc:
-        raise CacheOptionError(f"{here}: {text!r} is not valid CSV ({exc})") from None
+        raise CacheOptionError(f"{here}: {shown!r} is not valid CSV ({exc})") from None
     kind: str | None = None
     values: dict[str, str] = {}
     for field in fields:
@@ -133,23 +161,24 @@ def parse_cache_entry(text: str, direction: Direction, *, where: str | None = No
         key = key.strip().lower()
         if not sep or not key:
             raise CacheOptionError(
-                f"{here}: {text!r}: field {field!r} is not key=value "
+                f"{here}: {shown!r}: field {field if shown == text else '***'!r} is not key=value "
                 "(entries look like type=registry,ref=host/repo:cache,mode=max)"
             )
         if key == "type":
             kind = value.strip()
             continue
         if key in values:
-            raise CacheOptionError(f"{here}: {text!r}: {key} is given twice")
+            raise CacheOptionError(f"{here}: {shown!r}: {key} is given twice")
         values[key] = value
     if not kind:
         raise CacheOptionError(
-            f"{here}: {text!r} has no type= (one of {', '.join(SUPPORTED_TYPES)})"
+            f"{here}: {shown!r} has no type= (one of {', '.join(SUPPORTED_TYPES)})"
         )
-    return _validated(CacheEntry(kind.lower(), values), direction, here, text)
+    return _validated(CacheEntry(kind.lower(), values), direction, here, shown)
 
 
 def _validated(entry: CacheEntry, direction: Direction, here: str, text: str) -> CacheEntry:
+    """Check ``entry`` for ``direction``; ``text`` is the entry as messages quote it (masked)."""
     kind, values = entry.type, entry.attrs
     if kind in _REFUSED:
         raise CacheOptionError(f"{here}: {text!r}: {_REFUSED[kind]}")
