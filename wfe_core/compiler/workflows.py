@@ -77,28 +77,34 @@ def _input(name: str, span: Span, node: Node, report: Reporter) -> InputSpec | N
     description = ""
     if "description" in spec:
         description = expect_str(spec["description"], "'description'", report) or ""
-    default = None
-    if "default" in spec:
-        default = to_plain(spec["default"])
-        if default is not None and not _fits(default, type_name):
-            article = "an" if type_name == "integer" else "a"
-            report.error(
-                codes.INPUT,
-                f"default of input {name!r} must be {article} {type_name}, "
-                f"got {kind_of_value(default)}",
-                spec["default"],
-                hint="quote it"
-                if type_name == "string" and not isinstance(default, list | dict)
-                else None,
-            )
-            return None
-        if required and default is not None:
-            report.warning(
-                codes.INPUT,
-                f"input {name!r} is required, so its default is never used",
-                spec["default"],
-            )
+    default = to_plain(spec["default"]) if "default" in spec else None
+    if default is not None and not _default_fits(
+        name, type_name, required, default, spec["default"], report
+    ):
+        return None
     return InputSpec(name, type_name, default, required, description)
+
+
+def _default_fits(
+    name: str, type_name: str, required: bool, default: object, node: Node, report: Reporter
+) -> bool:
+    """Whether an input's (non-null) default has the input's type; warns when it is useless."""
+    if not _fits(default, type_name):
+        article = "an" if type_name == "integer" else "a"
+        quotable = type_name == "string" and not isinstance(default, list | dict)
+        report.error(
+            codes.INPUT,
+            f"default of input {name!r} must be {article} {type_name}, "
+            f"got {kind_of_value(default)}",
+            node,
+            hint="quote it" if quotable else None,
+        )
+        return False
+    if required:
+        report.warning(
+            codes.INPUT, f"input {name!r} is required, so its default is never used", node
+        )
+    return True
 
 
 def _inputs(node: Node | None, report: Reporter) -> tuple[InputSpec, ...]:
