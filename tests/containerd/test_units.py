@@ -642,3 +642,40 @@ def test_container_ids_satisfy_containerds_identifier_rule(hint: str, prefix: st
     cid = new_container_id(hint)
     assert cid.startswith(prefix)
     assert re.fullmatch(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*", cid) and len(cid) <= 76
+
+
+async def test_a_download_cancelled_while_connecting_is_closed_once_open() -> None:
+    """The worker thread opening a blob cannot be stopped; what it opens after the cancellation
+    must still be closed."""
+    import asyncio
+
+    from wfe_containerd.pull import _registry_source
+
+    release = threading.Event()
+    closed: list[bool] = []
+
+    class Stream:
+        def read(self, size: int) -> bytes:
+            return b""
+
+        def close(self) -> None:
+            closed.append(True)
+
+    class Registry:
+        def open_blob(self, repo: str, desc: Descriptor, offset: int) -> Stream:
+            release.wait(5)
+            return Stream()
+
+    source = _registry_source(Registry(), "r", Descriptor("x", BLOB_DIGEST, 1))  # type: ignore[arg-type]
+    chunks = source(0)
+    first = asyncio.ensure_future(chunks.__anext__())
+    await asyncio.sleep(0.05)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    release.set()
+    for _ in range(200):
+        if closed:
+            break
+        await asyncio.sleep(0.01)
+    assert closed == [True]
