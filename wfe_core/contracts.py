@@ -112,6 +112,13 @@ def resolve_config_path(base_dir: Path, path: str | Path) -> Path:
     return candidate if candidate.is_absolute() else base_dir / candidate
 
 
+def workflow_base_dir(file: str | Path) -> Path:
+    """The ``base_dir`` of the workflow file ``file``: its directory, symlinks followed (so a
+    linked workflow reads paths next to its target). Compiling, where validators check paths,
+    and running must agree on it, so both take it from here."""
+    return Path(file).resolve().parent
+
+
 def has_reference(value: object) -> bool:
     """True when a config string holds a ``${{ ... }}`` reference resolved only at run time."""
     return isinstance(value, str) and "${{" in value
@@ -259,4 +266,5 @@ __all__ = [
     "Validator",
     "has_reference",
     "resolve_config_path",
+    "workflow_base_dir",
 ]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 from wfe_core.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
 from wfe_core.cli.diagnostics import print_diagnostics, print_error
-from wfe_core.contracts import JSONValue
+from wfe_core.contracts import JSONValue, workflow_base_dir
 from wfe_core.model import Workflow
 from wfe_core.runner import RunEvent, RunResult, RunStatus, run_result_to_json
 from wfe_core.runner.engine import Run
@@ -96,7 +96,7 @@ def run_command(
         workflow,
         registry,
         inputs=inputs,
-        base_dir=file.resolve().parent,
+        base_dir=workflow_base_dir(file),
         options=options,
         on_event=display.handle,
     )

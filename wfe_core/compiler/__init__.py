@@ -26,7 +26,7 @@ from wfe_core.compiler.report import Reporter
 from wfe_core.compiler.suggest import did_you_mean
 from wfe_core.compiler.workflows import compile_document
 from wfe_core.compiler.yaml_loader import decode, load_tree
-from wfe_core.contracts import Diagnostic, Severity
+from wfe_core.contracts import Diagnostic, Severity, workflow_base_dir
 from wfe_core.model import Workflow
 from wfe_core.plugins import PluginRegistry
 
@@ -136,7 +136,7 @@ def compile_file(path: str | Path, registry: PluginRegistry) -> CompileResult:
         reason = exc.strerror or str(exc)
         report.error(codes.UNREADABLE, f"cannot read the workflow file: {reason}", None)
         return _result(report, [])
-    return compile_text(data, file=file, registry=registry, base_dir=path.parent.resolve())
+    return compile_text(data, file=file, registry=registry, base_dir=workflow_base_dir(path))
 
 
 __all__ = [

@@ -49,6 +49,7 @@ from wfe_core.contracts import (
     ProgressEvent,
     StepContext,
     StepFailed,
+    workflow_base_dir,
 )
 from wfe_core.model import RetryPolicy, Step, Workflow
 from wfe_core.plugins import PluginRegistry
@@ -142,7 +143,7 @@ class Run:
         self.registry = registry
         self.options = options or RunOptions()
         self.inputs: Mapping[str, JSONValue] = types.MappingProxyType(dict(inputs or {}))
-        self.base_dir = base_dir or Path(workflow.file).resolve().parent
+        self.base_dir = base_dir or workflow_base_dir(workflow.file)
         self.run_id = self.options.run_id or new_run_id()
         self.env: Mapping[str, str] = types.MappingProxyType(
             dict(os.environ if self.options.env is None else self.options.env)
