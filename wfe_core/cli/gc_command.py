@@ -35,20 +35,21 @@ def hook_packages(registry: PluginRegistry) -> dict[str, str]:
 
 
 def gc_command() -> int:
+    """``wfe gc``: run every executor's garbage-collection hook; 1 if any of them failed."""
     registry = PluginRegistry()
     status = EXIT_OK
     ran = 0
     for package, type_name in sorted(hook_packages(registry).items()):
+        hook_module = f"{package}.{HOOK_MODULE}"
         try:
-            module = importlib.import_module(f"{package}.{HOOK_MODULE}")
-        except ModuleNotFoundError as exc:
-            if exc.name in (f"{package}.{HOOK_MODULE}", package):
-                continue
-            print_error(f"{type_name}: cannot import {package}.{HOOK_MODULE}: {exc}")
-            status = EXIT_FAILED
-            continue
+            module = importlib.import_module(hook_module)
         except Exception as exc:
-            print_error(f"{type_name}: cannot import {package}.{HOOK_MODULE}: {exc}")
+            if isinstance(exc, ModuleNotFoundError) and exc.name in (hook_module, package):
+                continue  # no hook: nothing to collect for this executor
+            print_error(
+                f"{type_name}: cannot import {hook_module}: {exc} "
+                "(reinstall the executor's distribution; 'wfe plugins' names it)"
+            )
             status = EXIT_FAILED
             continue
         hook = getattr(module, HOOK_FUNCTION, None)
