@@ -139,6 +139,7 @@ def test_private_agent_lifecycle(tmp_path: Path) -> None:
     finally:
         agent.stop()
     assert agent.process.poll() is not None
+    assert agent.process.stderr is None or agent.process.stderr.closed
     assert not agent.directory.exists()
 
 

@@ -154,6 +154,8 @@ class PrivateAgent:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=3)
+        if self.process.stderr is not None:  # the pipe that reports a failed start
+            self.process.stderr.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
