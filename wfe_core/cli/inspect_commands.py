@@ -60,6 +60,7 @@ def plugins_command() -> int:
 
 def schema_command(type_name: str | None) -> int:
     """The workflow format's JSON Schema, or one executor's config schema."""
+    from wfe_core.compiler.suggest import did_you_mean
     from wfe_core.schema import executor_schema, workflow_schema
 
     registry = PluginRegistry()
@@ -69,12 +70,15 @@ def schema_command(type_name: str | None) -> int:
         plugin = registry.get(type_name)
         if plugin is None:
             problem = registry.error(type_name)
-            known = ", ".join(registry.names()) or "none"
-            print_error(
-                str(problem)
-                if problem
-                else f"no executor {type_name!r} is installed (installed: {known})"
-            )
+            if problem is None:
+                known = registry.names()
+                close = did_you_mean(type_name, known)
+                print_error(
+                    f"no executor {type_name!r} is installed (installed: "
+                    f"{', '.join(known) or 'none'})" + (f"; {close}" if close else "")
+                )
+            else:
+                print_error(str(problem))
             return EXIT_INVALID
         schema = executor_schema(plugin)
     sys.stdout.write(json.dumps(schema, indent=2) + "\n")
