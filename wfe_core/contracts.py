@@ -189,7 +189,10 @@ class StepContext:
     ``config`` is the plugin's attrs config object with every ``${{ ... }}`` reference already
     resolved. ``outputs`` maps earlier step names to their outputs. ``base_dir`` is the workflow
     file's directory (relative config paths resolve against it); ``workspace`` is the run's
-    scratch directory, shared by all steps of the run.
+    scratch directory, shared by all steps of the run. ``timeout`` is the step's ``timeout:`` in
+    seconds (None when unbounded): the engine enforces it by cancelling the body, but an
+    executor that can stop its work more gracefully first (a container's stop signal and grace
+    period) may use it as its own, shorter-or-equal deadline.
     """
 
     run_id: str
