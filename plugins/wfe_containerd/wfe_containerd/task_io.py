@@ -41,7 +41,6 @@ class TaskIO:
         self.stderr = str(self.dir / "stderr")
         self.output_file = self.dir / "output"
         self._fds: dict[str, int] = {}
-        self._done: asyncio.Future[None] | None = None
         try:
             for name, path in (("stdout", self.stdout), ("stderr", self.stderr)):
                 os.mkfifo(path, 0o600)
@@ -56,7 +55,6 @@ class TaskIO:
         """Start forwarding output; the future completes when both streams hit EOF."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._done = done
         open_streams = set(self._fds)
 
         def reader(name: str, fd: int) -> None:
