@@ -26,14 +26,16 @@ class StepSetupError(Exception):
     """The step could not be prepared (interpolation or config error): retrying cannot help."""
 
 
-def has_references(data: Any) -> bool:
-    """Whether any string inside ``data`` holds a ``${{ ... }}`` reference."""
+def holds_references(data: Any) -> bool:
+    """Whether any string value inside ``data`` holds a ``${{ ... }}`` reference: only then must
+    the config be rebuilt when the step starts. Mapping keys do not count, since they are never
+    interpolated (unlike :func:`wfe_core.contracts.has_reference`, which looks at one string)."""
     if isinstance(data, str):
         return "${{" in data
     if isinstance(data, Mapping):
-        return any(has_references(k) or has_references(v) for k, v in data.items())
+        return any(holds_references(v) for v in data.values())
     if isinstance(data, list | tuple):
-        return any(has_references(item) for item in data)
+        return any(holds_references(item) for item in data)
     return False
 
 
@@ -46,7 +48,7 @@ def build_config(
     env: Mapping[str, str],
 ) -> Any:
     """The step's config object with every reference resolved (raises :class:`StepSetupError`)."""
-    if step.config is not None and not has_references(step.raw_config):
+    if step.config is not None and not holds_references(step.raw_config):
         return step.config
     from wfe_core.compiler.config import ConfigError, format_path, structure_config
     from wfe_core.interpolate import InterpolationError, interpolate
@@ -92,4 +94,4 @@ async def call_body(body: StepBody, ctx: StepContext) -> ExecutionResult:
     return result
 
 
-__all__ = ["StepSetupError", "build_config", "call_body", "has_references"]
+__all__ = ["StepSetupError", "build_config", "call_body", "holds_references"]
