@@ -11,6 +11,7 @@ order; this module only looks names up, so the whole check is linear in the file
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
+from typing import Protocol
 
 import attrs
 
@@ -73,28 +74,34 @@ def locate(scalar: Scalar, source: str, start: int, end: int) -> Span:
     return locate_many(scalar, source, [(start, end)])[0]
 
 
+class RefScope(Protocol):
+    """What checking references needs to know about the workflow being built (the builder's
+    :class:`~wfe_core.compiler.step_build.BuildContext` is one). ``visible`` changes as the
+    builder walks the steps; the checker only reads it."""
+
+    @property
+    def report(self) -> Reporter: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def workflow_id(self) -> str: ...
+    @property
+    def inputs(self) -> Set[str]: ...
+    @property
+    def inputs_text(self) -> str: ...  # the declared inputs for messages, listed once
+    @property
+    def steps(self) -> Mapping[str, StepInfo]: ...
+    @property
+    def visible(self) -> Set[str]: ...
+
+
 class RefChecker:
     """Checks the references of one step and records the steps it depends on."""
 
-    def __init__(
-        self,
-        *,
-        report: Reporter,
-        source: str,
-        workflow_id: str,
-        inputs: Set[str],
-        inputs_text: str,
-        steps: Mapping[str, StepInfo],
-        visible: Set[str],
-        current: str,
-    ) -> None:
-        self.report = report
-        self.source = source
-        self.workflow_id = workflow_id
-        self.inputs = inputs
-        self.inputs_text = inputs_text  # the declared inputs for messages, listed once per workflow
-        self.steps = steps
-        self.visible = visible
+    def __init__(self, scope: RefScope, current: str) -> None:
+        self.scope = scope
+        self.report = scope.report
+        self.source = scope.source
         self.current = current
         self.depends: set[str] = set()
 
@@ -117,23 +124,25 @@ class RefChecker:
     def check(self, ref: Reference, span: Span) -> None:
         """Check one reference written at ``span``."""
         if ref.root == "inputs":
-            if ref.name not in self.inputs:
+            scope = self.scope
+            if ref.name not in scope.inputs:
                 self.report.error(
                     codes.UNKNOWN_INPUT,
-                    f"unknown input {ref.name!r} (workflow {self.workflow_id!r} declares: "
-                    f"{self.inputs_text})",
+                    f"unknown input {ref.name!r} (workflow {scope.workflow_id!r} declares: "
+                    f"{scope.inputs_text})",
                     span,
-                    hint=self.report.suggest(ref.name, self.inputs),
+                    hint=self.report.suggest(ref.name, scope.inputs),
                 )
         elif ref.root == "steps":
             self._check_step(ref, span)
 
     def _check_step(self, ref: Reference, span: Span) -> None:
         name = ref.name
-        info = self.steps.get(name)
-        if info is None or info.workflow_id != self.workflow_id:
+        scope = self.scope
+        info = scope.steps.get(name)
+        if info is None or info.workflow_id != scope.workflow_id:
             where = f"; it belongs to workflow {info.workflow_id!r}" if info is not None else ""
-            hint = self.report.suggest(name, self.visible) if info is None else None
+            hint = self.report.suggest(name, scope.visible) if info is None else None
             self.report.error(codes.UNKNOWN_STEP, f"unknown step {name!r}{where}", span, hint=hint)
             return
         self.depends.add(name)
@@ -145,9 +154,9 @@ class RefChecker:
                 hint="read the outputs of a step inside the block",
             )
             return
-        if name in self.visible:
+        if name in scope.visible:
             return
-        current = self.steps.get(self.current)
+        current = scope.steps.get(self.current)
         if name == self.current:
             message = f"step {name!r} cannot read its own outputs"
         elif current is not None and info.block is not None and info.block == current.block:
@@ -165,4 +174,4 @@ class RefChecker:
         self.report.error(codes.NOT_BEFORE, message, span)
 
 
-__all__ = ["RefChecker", "StepInfo", "locate", "locate_many"]
+__all__ = ["RefChecker", "RefScope", "StepInfo", "locate", "locate_many"]

@@ -33,7 +33,8 @@ RETRY_KEYS = ("max_attempts", "interval", "backoff", "max_interval")
 
 @attrs.define
 class BuildContext:
-    """What building the steps of one workflow needs (mutable: ``visible`` changes)."""
+    """What building the steps of one workflow needs (mutable: ``visible`` changes). It is also
+    the :class:`~wfe_core.compiler.references.RefScope` every step's reference checker reads."""
 
     report: Reporter
     registry: PluginRegistry
@@ -206,16 +207,7 @@ def _reveal(drafts: list[StepDraft], ctx: BuildContext) -> list[str]:
 def build_step(draft: StepDraft, ctx: BuildContext) -> Step:
     """Build one step (and what it contains); ``ctx.visible`` is unchanged on return."""
     report = ctx.report
-    refs = RefChecker(
-        report=report,
-        source=ctx.source,
-        workflow_id=ctx.workflow_id,
-        inputs=ctx.inputs,
-        inputs_text=ctx.inputs_text,
-        steps=ctx.steps,
-        visible=ctx.visible,
-        current=draft.name,
-    )
+    refs = RefChecker(ctx, draft.name)
     _kind(draft, report)
     when: Condition | None = None
     if draft.when is not None:
