@@ -272,11 +272,13 @@ class Run:
         on_fail: Callable[[], None] | None,
     ) -> bool:
         """A step with its hooks; True unless it failed in a way that stops its sequence."""
+        told = False  # whether on_fail was called: once is enough
         try:
             result = await self._run_step(step, parent, role)
             ok = not result.state.is_failure or step.continue_on_error
-            if not ok and on_fail is not None:
+            if not ok and on_fail is not None:  # at once: siblings stop before the hooks run
                 on_fail()
+                told = True
             if step.on_failure is not None:
                 if result.state.is_failure:
                     hook_ok = await self._run_unit(step.on_failure, step.name, "on_failure", None)
@@ -294,7 +296,7 @@ class Run:
                 self._run_unit(step.ensure, step.name, "ensure", None)
             )
             ok = ok and ensure_ok
-        if not ok and on_fail is not None:
+        if not ok and on_fail is not None and not told:  # a hook failed the unit
             on_fail()
         return ok
 
