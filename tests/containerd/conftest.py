@@ -79,6 +79,7 @@ async def our_leftovers(
         tasks_pb2,
     )
     from wfe_containerd.connection import Connection
+    from wfe_containerd.task_io import DIR_PREFIX, io_dir_prefix
 
     conn = Connection(address, namespace=namespace)
     found: list[str] = []
@@ -101,7 +102,7 @@ async def our_leftovers(
             ]
     finally:
         await conn.close()
-    prefix = "wfe-containerd-" if any_owner else f"wfe-containerd-{pid}-"
+    prefix = DIR_PREFIX if any_owner else io_dir_prefix(pid)
     found += [f"dir {p}" for p in Path(tempfile.gettempdir()).glob(prefix + "*")]
     return found
 
