@@ -147,7 +147,7 @@ class LiveDisplay:
         for step in view.steps.values():
             if step.role in ("on_failure", "ensure") and step.state in (PENDING, "not_run"):
                 continue  # hooks appear once they are triggered
-            if quiet_skip(step):
+            if quiet_skip(step, view):
                 continue
             parent = nodes.get(step.parent, tree)
             node = parent.add(self._label(step, now))

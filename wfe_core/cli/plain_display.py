@@ -57,12 +57,13 @@ def describe_end(step: StepView) -> str:
     return text
 
 
-def quiet_skip(step: StepView) -> bool:
-    """Skips not worth a line: an ``on_failure`` hook of a step that did not fail, and the
-    children of a skipped step (their parent's line says it)."""
+def quiet_skip(step: StepView, view: RunView) -> bool:
+    """Skips not worth a line: an ``on_failure`` hook of a step that did not fail, and what a
+    skipped step contains or hooks (its own line says it)."""
     if step.state != "skipped":
         return False
-    return step.role == "on_failure" or (step.reason or "").endswith("was skipped")
+    parent = view.steps.get(step.parent) if step.parent is not None else None
+    return step.role == "on_failure" or (parent is not None and parent.state == "skipped")
 
 
 def describe_run(result: RunResult) -> str:
@@ -146,7 +147,7 @@ class PlainDisplay:
         elif isinstance(event, StepFinished) and step is not None:
             for stream, line in self.lines.flush(step.name):
                 self.write_output(step.name, stream, line)
-            if not quiet_skip(step):
+            if not quiet_skip(step, self.view):
                 self.write(f"{step.name}: {describe_end(step)}")
         elif isinstance(event, RunFinished):
             self.write(describe_run(event.result))
