@@ -225,7 +225,7 @@ def build_step(draft: StepDraft, ctx: BuildContext) -> Step:
         continue_on_error = bool(
             expect_bool(draft.continue_on_error.value, "'continue_on_error'", report)
         )
-    added = _reveal(draft.body(), ctx)  # the hooks see the step and what it contains
+    added = _reveal(draft.step_and_block(), ctx)  # the hooks see the step and what it contains
     on_failure = None
     if draft.on_failure is not None:
         on_failure = build_step(draft.on_failure, ctx)

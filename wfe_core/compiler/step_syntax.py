@@ -50,7 +50,7 @@ class StepDraft:
     on_failure: StepDraft | None = None
     ensure: StepDraft | None = None
 
-    def body(self) -> list[StepDraft]:
+    def step_and_block(self) -> list[StepDraft]:
         """This step and everything in its parallel block (hooks of those included), but not
         this step's own hooks: what has finished when this step's hooks start."""
         found = [self]
