@@ -7,6 +7,12 @@ of ours may remain, whether the step succeeded, failed, timed out or was cancell
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,8 +21,9 @@ from typing import Any
 import pytest
 from wfe_containerd.config import ContainerdConfig, RegistryAuth, Volume
 from wfe_containerd.executor import plugin
+from wfe_containerd.task_io import io_dir_prefix
 
-from tests.containerd.conftest import Recorder
+from tests.containerd.conftest import Recorder, our_leftovers
 from tests.harness import RegistryServer, TestImages
 from wfe_core.contracts import StepContext, StepFailed
 
@@ -290,14 +297,6 @@ async def test_sigint_to_the_process_cleans_up(
     tmp_path: Path,
 ) -> None:
     """Ctrl-C (SIGINT) to a process running a step: asyncio cancels it and cleanup runs."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import textwrap
-
-    from tests.containerd.conftest import our_leftovers
-
     ns = f"{namespace}-sigint"
     script = textwrap.dedent(f"""
         import asyncio
@@ -329,8 +328,4 @@ async def test_sigint_to_the_process_cleans_up(
     left = await our_leftovers(address, ns)
     left = [item for item in left if not item.startswith("dir ")]
     assert not left, left
-    import tempfile
-
-    from wfe_containerd.task_io import io_dir_prefix
-
     assert not list(Path(tempfile.gettempdir()).glob(io_dir_prefix(proc.pid) + "*"))
