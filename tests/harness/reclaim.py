@@ -9,9 +9,12 @@ processes killed that way are removed by :func:`remove_cgroups`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,16 +109,53 @@ def cgroups_of(pid: int) -> list[Path]:
 _SHARED_PARENTS = frozenset({"docker", "buildkit", "system.slice", "user.slice"})
 
 
-def remove_cgroups(paths: list[Path]) -> None:
-    """rmdir the given (now empty) cgroups, deepest first, and their parents once empty.
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 
-    A containerd namespace's parent cgroup (``/<namespace>``) is removed when nothing else is
-    in it; shared parents such as ``/docker`` stay.
+
+def container_cgroups(base: Path) -> list[Path]:
+    """Cgroups runc made for the containers of the harness at ``base``, found by container id.
+
+    A container whose shim died with its daemon has no process left for :func:`cgroups_of` to
+    ask, but runc named its cgroup after the container: dockerd's are ``/docker/<id>``,
+    containerd's ``/<namespace>/<id>`` (in every v1 controller, or once in the v2 hierarchy).
     """
+    names: set[str] = set()
+    for task in base.glob("*/state/io.containerd.runtime.v2.task/*/*"):
+        names.add(f"{task.parent.name}/{task.name}")
+        if _CONTAINER_ID.fullmatch(task.name):
+            names.add(f"docker/{task.name}")
+    for container in base.glob("*/data/containers/*"):
+        if _CONTAINER_ID.fullmatch(container.name):
+            names.add(f"docker/{container.name}")
+    hierarchies = [_CGROUP_ROOT]
+    with contextlib.suppress(OSError):
+        hierarchies += [c for c in _CGROUP_ROOT.iterdir() if c.is_dir()]
+    return [h / name for h in hierarchies for name in sorted(names) if (h / name).is_dir()]
+
+
+def remove_cgroups(paths: list[Path], *, wait: float = 5.0) -> None:
+    """rmdir the given cgroups, deepest first, and their parents once empty.
+
+    A cgroup can only go once its last process has fully exited; right after a SIGKILL the
+    kernel may still be tearing the process down and rmdir says EBUSY, so that is retried for
+    up to ``wait`` seconds. A containerd namespace's parent cgroup (``/<namespace>``) is removed
+    when nothing else is in it; shared parents such as ``/docker`` stay.
+    """
+    deadline = time.monotonic() + wait
     for path in sorted(set(paths), key=lambda p: len(p.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            path.rmdir()
+        _rmdir_when_empty(path, deadline)
         parent = path.parent
         if parent.name not in _SHARED_PARENTS and parent.parent.parent == _CGROUP_ROOT:
             with contextlib.suppress(OSError):
                 parent.rmdir()
+
+
+def _rmdir_when_empty(path: Path, deadline: float) -> None:
+    while True:
+        try:
+            path.rmdir()
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                return
+        time.sleep(0.05)

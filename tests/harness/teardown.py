@@ -19,7 +19,7 @@ from typing import Any
 from . import processes
 from .mounts import unmount_all
 from .paths import DIR_PREFIX, SHIM_SOCKET_DIR, STATE_FILE
-from .reclaim import cgroups_of, reclaim, remove_cgroups
+from .reclaim import cgroups_of, container_cgroups, reclaim, remove_cgroups
 from .report import note
 from .service import Service
 
@@ -118,6 +118,7 @@ def stop_tree(
         note(f"teardown removed containers that tests left behind: {', '.join(reclaimed)}")
     sockets = shim_sockets(base)
     strays = shim_processes(base)
+    cgroups = container_cgroups(base)  # before the daemons' state goes away
     kill_containers(base)
     order = {name: i for i, name in enumerate(STOP_ORDER)}
     for name in sorted(set(services) | set(objects), key=lambda n: order.get(n, len(order))):
@@ -134,6 +135,7 @@ def stop_tree(
     if left:
         problems.append(f"still mounted: {left}")
     remove_sockets(sockets)
+    remove_cgroups(cgroups)
     shutil.rmtree(base, ignore_errors=True)
     if base.exists():
         problems.append(f"could not remove {base}")
