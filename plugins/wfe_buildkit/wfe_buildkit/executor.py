@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,18 +100,22 @@ class BuildkitStep(StepBody):
         return ExecutionResult(outputs=outputs(**result))
 
 
-def _emit_progress(ctx: StepContext, event: Any) -> None:
+def _emit_progress(
+    ctx: StepContext, event: Any, clean: Callable[[str], str] = lambda text: text
+) -> None:
+    """Forward a build event to the live display; ``clean`` masks secret values in its text,
+    as for log lines (a vertex name is the RUN's command line, an error the daemon's text)."""
     from wfe_buildkit.progress import TransferEvent, VertexEvent
 
     if isinstance(event, VertexEvent):
         data: dict[str, JSONValue] = {
-            "name": event.name,
+            "name": clean(event.name),
             "state": event.state,
             "number": event.number,
             "cached": event.state == "cached",
         }
         if event.error:
-            data["error"] = event.error
+            data["error"] = clean(event.error)
         if event.duration is not None:
             data["duration"] = round(event.duration, 3)
         ctx.progress(ProgressEvent("vertex", event.digest, data))
@@ -161,7 +165,7 @@ async def _build(config: BuildkitConfig, ctx: StepContext, log: Any) -> dict[str
         return redact(text, secret_values) if secret_values else text
 
     def progress(event: Any) -> None:
-        _emit_progress(ctx, event)
+        _emit_progress(ctx, event, clean)
         rendered = render_plain(event)
         if rendered is not None:
             log(rendered[0], clean(rendered[1]))
