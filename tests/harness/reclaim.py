@@ -133,6 +133,24 @@ def container_cgroups(base: Path) -> list[Path]:
     return [h / name for h in hierarchies for name in sorted(names) if (h / name).is_dir()]
 
 
+#: Where runc keeps container state when the runtime options set no ``Root`` (containerd 1.6).
+RUNC_STATE_ROOT = Path("/run/containerd/runc")
+
+
+def runc_state_dirs(base: Path) -> list[Path]:
+    """runc's per-namespace state directories for the namespaces the harness at ``base`` ran
+    tasks in: containerd 1.6 puts them under /run/containerd/runc whatever its own state dir."""
+    namespaces = {task.name for task in base.glob("*/state/io.containerd.runtime.v2.task/*")}
+    return [RUNC_STATE_ROOT / ns for ns in sorted(namespaces)]
+
+
+def remove_empty_dirs(paths: list[Path]) -> None:
+    """rmdir each path that is empty now (runc recreates a namespace's dir when it needs it)."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
 def remove_cgroups(paths: list[Path], *, wait: float = 5.0) -> None:
     """rmdir the given cgroups, deepest first, and their parents once empty.
 

@@ -19,7 +19,14 @@ from typing import Any
 from . import processes
 from .mounts import unmount_all
 from .paths import DIR_PREFIX, SHIM_SOCKET_DIR, STATE_FILE
-from .reclaim import cgroups_of, container_cgroups, reclaim, remove_cgroups
+from .reclaim import (
+    cgroups_of,
+    container_cgroups,
+    reclaim,
+    remove_cgroups,
+    remove_empty_dirs,
+    runc_state_dirs,
+)
 from .report import note
 from .service import Service
 
@@ -119,6 +126,7 @@ def stop_tree(
     sockets = shim_sockets(base)
     strays = shim_processes(base)
     cgroups = container_cgroups(base)  # before the daemons' state goes away
+    runc_dirs = runc_state_dirs(base)
     kill_containers(base)
     order = {name: i for i, name in enumerate(STOP_ORDER)}
     for name in sorted(set(services) | set(objects), key=lambda n: order.get(n, len(order))):
@@ -136,6 +144,7 @@ def stop_tree(
         problems.append(f"still mounted: {left}")
     remove_sockets(sockets)
     remove_cgroups(cgroups)
+    remove_empty_dirs(runc_dirs)
     shutil.rmtree(base, ignore_errors=True)
     if base.exists():
         problems.append(f"could not remove {base}")

@@ -25,7 +25,9 @@ def containerd_sleeper(address: str, state: str, ref: str, name: str = "leak-sle
     base = ["ctr", "--address", address, "-n", "wfe-leak-test"]
     subprocess.run([*base, "image", "pull", "--plain-http", ref], check=True, capture_output=True)
     subprocess.run(
-        [*base, "run", "-d", "--runc-root", f"{state}/runc", ref, name, "sleep", "300"],
+        # runc state and the IO FIFOs under the harness's state dir, not /run/containerd
+        [*base, "run", "-d", "--runc-root", f"{state}/runc", "--fifo-dir", f"{state}/fifo",
+         ref, name, "sleep", "300"],
         check=True,
         capture_output=True,
         timeout=60,

@@ -30,7 +30,7 @@ def run(daemon: ContainerdDaemon, ref: str, *command: str, user: str | None = No
     """Pull ``ref`` and run ``command`` in a throwaway container (runc state kept private)."""
     ctr(daemon, "image", "pull", "--plain-http", ref)
     name = f"smoke-{uuid.uuid4().hex[:8]}"
-    extra = ["--runc-root", f"{daemon.state}/runc"]
+    extra = ["--runc-root", f"{daemon.state}/runc", "--fifo-dir", f"{daemon.state}/fifo"]
     if user:
         extra += ["--user", user]
     try:
