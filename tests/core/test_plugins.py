@@ -5,14 +5,13 @@ distribution in a temporary directory put on ``sys.path`` (in process) or ``PYTH
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.wfe_cli import run_wfe
 from wfe_core.plugins import PluginRegistry
 
 GOOD = """
@@ -126,15 +125,7 @@ def test_registry_reports_broken_plugins_with_their_distribution(
 
 
 def wfe(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop("TERM", None)
-    return subprocess.run(
-        [sys.executable, "-c", "from wfe_core.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_wfe(site, *args)
 
 
 def test_wfe_plugins_lists_good_ones_and_reports_broken_ones(site: Path) -> None:

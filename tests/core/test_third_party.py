@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.wfe_cli import run_wfe
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "third_party"
 
@@ -54,15 +56,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def wfe(target: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(target)}
-    env.pop("TERM", None)
-    return subprocess.run(
-        [sys.executable, "-c", "from wfe_core.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_wfe(target, *args)
 
 
 def test_listed_by_wfe_plugins(target: Path) -> None:
